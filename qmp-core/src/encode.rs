@@ -1,0 +1,1 @@
+//! Envelope writer (being written).

@@ -1,0 +1,47 @@
+//! # qmp-core
+//!
+//! The QEMU Machine Protocol (QMP) for places without an operating system,
+//! a heap or a runtime: `#![no_std]`, no `alloc`, no `unsafe`, sans-IO.
+//!
+//! Layers (one idea per module):
+//!
+//! * [`scan`] — the structural framer and JSON scanner shared by every role:
+//!   bytes in, complete validated top-level values out, with QEMU's lexer
+//!   error and resynchronisation semantics.
+//! * [`json`] — zero-copy views of validated JSON ([`RawJson`], [`JsonStr`]).
+//! * [`message`] — classification: what a client receives ([`message::Inbound`])
+//!   and what an agent receives ([`message::Request`]).
+//! * [`encode`] — the envelope writer: commands, returns, errors, events and
+//!   the greeting, byte-exact with QEMU's JSON writer.
+//!
+//! ```
+//! use qmp_core::scan::{Framer, Frame};
+//! use qmp_core::message::Inbound;
+//!
+//! let mut buf = [0u8; 512];
+//! let mut framer = Framer::new(&mut buf[..]);
+//! let mut input: &[u8] = b"{\"return\": {}, \"id\": 1}\r\n";
+//! let mut replies = 0;
+//! while !input.is_empty() {
+//!     let fed = framer.feed(input);
+//!     input = &input[fed.consumed..];
+//!     if let Some(Frame::Message(msg)) = fed.frame {
+//!         if let Inbound::Return { id, .. } = msg.classify() {
+//!             assert_eq!(id.and_then(|id| id.as_i64()), Some(1));
+//!             replies += 1;
+//!         }
+//!     }
+//! }
+//! assert_eq!(replies, 1);
+//! ```
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod encode;
+pub mod json;
+pub mod message;
+pub mod scan;
+
+pub use json::{JsonStr, RawJson};

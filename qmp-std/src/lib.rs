@@ -1,0 +1,1 @@
+//! qmp-std (being written).
