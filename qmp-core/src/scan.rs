@@ -51,6 +51,7 @@
 //!             seen += 1;
 //!         }
 //!         Some(Frame::Error(e)) => assert_eq!(e.desc_pieces()[1], b"stray '"),
+//!         Some(_) => {}
 //!         None => {}
 //!     }
 //! }
@@ -208,27 +209,18 @@ pub enum SyntaxError<'a> {
 impl<'a> FrameError<'a> {
     /// The `desc` text QEMU sends for this error, as byte pieces to be
     /// concatenated (the token pieces may hold any bytes; QEMU's writer turns
-    /// invalid UTF-8 into `\uFFFD`). Unused trailing pieces are empty.
-    pub fn desc_pieces(&self) -> [&'a [u8]; 3] {
+    /// invalid UTF-8 into `\uFFFD`). Unused pieces are empty.
+    pub fn desc_pieces(&self) -> [&'a [u8]; 4] {
         const P: &[u8] = b"JSON parse error, ";
         match *self {
-            FrameError::Stray { token } => [P, b"stray '", token],
+            FrameError::Stray { token } => [P, b"stray '", token, b"'"],
             FrameError::Syntax(s) => match s {
-                SyntaxError::InvalidKeyword(w) => [P, b"invalid keyword '", w],
-                SyntaxError::InvalidUnicode(t) => [P, t, b" is not a valid Unicode character"],
-                other => [P, other.detail(), b""],
+                SyntaxError::InvalidKeyword(w) => [P, b"invalid keyword '", w, b"'"],
+                SyntaxError::InvalidUnicode(t) => [P, t, b" is not a valid Unicode character", b""],
+                other => [P, other.detail(), b"", b""],
             },
-            FrameError::DepthLimit => [b"JSON nesting depth limit exceeded", b"", b""],
-            FrameError::Oversized { .. } => [b"JSON token size limit exceeded", b"", b""],
-        }
-    }
-
-    /// The closing piece that follows [`FrameError::desc_pieces`] (`'` for
-    /// texts that quote a token).
-    pub fn desc_suffix(&self) -> &'static [u8] {
-        match self {
-            FrameError::Stray { .. } | FrameError::Syntax(SyntaxError::InvalidKeyword(_)) => b"'",
-            _ => b"",
+            FrameError::DepthLimit => [b"JSON nesting depth limit exceeded", b"", b"", b""],
+            FrameError::Oversized { .. } => [b"JSON token size limit exceeded", b"", b"", b""],
         }
     }
 }
@@ -254,7 +246,7 @@ impl SyntaxError<'_> {
 impl fmt::Display for FrameError<'_> {
     /// QEMU's `desc` text; invalid UTF-8 shows as U+FFFD.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for piece in self.desc_pieces().iter().chain([&self.desc_suffix()]) {
+        for piece in self.desc_pieces() {
             for chunk in piece.utf8_chunks() {
                 f.write_str(chunk.valid())?;
                 if !chunk.invalid().is_empty() {
@@ -278,7 +270,9 @@ impl defmt::Format for FrameError<'_> {
             FrameError::Stray { token } => defmt::write!(f, "stray {=[u8]}", token),
             FrameError::Syntax(_) => defmt::write!(f, "JSON syntax error"),
             FrameError::DepthLimit => defmt::write!(f, "JSON nesting depth limit exceeded"),
-            FrameError::Oversized { len } => defmt::write!(f, "oversized message ({=usize} bytes)", len),
+            FrameError::Oversized { len } => {
+                defmt::write!(f, "oversized message ({=usize} bytes)", len)
+            }
         }
     }
 }
@@ -500,11 +494,19 @@ enum Esc {
     None,
     Backslash,
     /// Reading `\uXXXX` digits; `hi` is a pending high surrogate.
-    Hex { n: u8, cp: u32, hi: Option<u32> },
+    Hex {
+        n: u8,
+        cp: u32,
+        hi: Option<u32>,
+    },
     /// After a high surrogate escape, expecting `\`.
-    PairBackslash { hi: u32 },
+    PairBackslash {
+        hi: u32,
+    },
     /// After a high surrogate escape and `\`, expecting `u`.
-    PairU { hi: u32 },
+    PairU {
+        hi: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,7 +541,9 @@ enum SynKind {
     InvalidKeyword,
     InvalidEscape,
     /// Text starts at `start`, at most `max` bytes, cut at the string's end.
-    InvalidUnicode { max: u8 },
+    InvalidUnicode {
+        max: u8,
+    },
     InvalidUtf8,
 }
 
@@ -886,7 +890,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if self.st.esc == Esc::None && self.st.u8_need == 0 {
                         // Fast path: a run of plain printable ASCII.
                         let rest = input.get(i..).unwrap_or(&[]);
-                        let stop = memchr::memchr2(self.st.quote, b'\\', rest).unwrap_or(rest.len());
+                        let stop =
+                            memchr::memchr2(self.st.quote, b'\\', rest).unwrap_or(rest.len());
                         let run = rest.get(..stop).unwrap_or(&[]);
                         let plain = plain_prefix(run);
                         if plain > 0 {
@@ -927,13 +932,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     let next = match (lex, b) {
                         (Lex::Zero, b'0'..=b'9') => None,
                         (Lex::Zero | Lex::Digits, b'.') => Some(Lex::Mantissa),
-                        (Lex::Zero | Lex::Digits | Lex::MantissaDigits, b'e' | b'E') => Some(Lex::ExpE),
+                        (Lex::Zero | Lex::Digits | Lex::MantissaDigits, b'e' | b'E') => {
+                            Some(Lex::ExpE)
+                        }
                         (Lex::Digits, b'0'..=b'9') => Some(Lex::Digits),
                         (Lex::Sign, b'0') => Some(Lex::Zero),
                         (Lex::Sign, b'1'..=b'9') => Some(Lex::Digits),
-                        (Lex::Mantissa | Lex::MantissaDigits, b'0'..=b'9') => Some(Lex::MantissaDigits),
+                        (Lex::Mantissa | Lex::MantissaDigits, b'0'..=b'9') => {
+                            Some(Lex::MantissaDigits)
+                        }
                         (Lex::ExpE, b'+' | b'-') => Some(Lex::ExpSign),
-                        (Lex::ExpE | Lex::ExpSign | Lex::ExpDigits, b'0'..=b'9') => Some(Lex::ExpDigits),
+                        (Lex::ExpE | Lex::ExpSign | Lex::ExpDigits, b'0'..=b'9') => {
+                            Some(Lex::ExpDigits)
+                        }
                         (Lex::Keyword, b'a'..=b'z') => Some(Lex::Keyword),
                         _ => None,
                     };
@@ -951,7 +962,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     let terminal = matches!(
                         lex,
-                        Lex::Zero | Lex::Digits | Lex::MantissaDigits | Lex::ExpDigits | Lex::Keyword
+                        Lex::Zero
+                            | Lex::Digits
+                            | Lex::MantissaDigits
+                            | Lex::ExpDigits
+                            | Lex::Keyword
                     );
                     let ends = terminal && b < 0x80 && !(lex == Lex::Zero && b.is_ascii_digit());
                     if !ends {
@@ -965,7 +980,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     // Token ends on lookahead: `b` is not consumed.
                     self.st.lex = Lex::Start;
-                    let tok = if lex == Lex::Keyword { Tok::Keyword } else { Tok::Number };
+                    let tok = if lex == Lex::Keyword {
+                        Tok::Keyword
+                    } else {
+                        Tok::Number
+                    };
                     let start = self.st.tok_start;
                     if let Some(out) = self.token(tok, start, self.st.pos) {
                         return (i, Some(out));
@@ -999,7 +1018,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                         b'\'' if self.cfg.dialect == Dialect::Qemu => {}
                         b'u' => {
-                            self.st.esc = Esc::Hex { n: 0, cp: 0, hi: None };
+                            self.st.esc = Esc::Hex {
+                                n: 0,
+                                cp: 0,
+                                hi: None,
+                            };
                         }
                         _ => self.syn(SynKind::InvalidEscape, 0, 0),
                     }
@@ -1048,7 +1071,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             }
             Esc::PairU { hi } => {
                 if b == b'u' {
-                    self.st.esc = Esc::Hex { n: 0, cp: 0, hi: Some(hi) };
+                    self.st.esc = Esc::Hex {
+                        n: 0,
+                        cp: 0,
+                        hi: Some(hi),
+                    };
                     return StrStep::Continue;
                 }
                 // `\` then not `u`: a lone surrogate, and the `\` starts an
@@ -1082,7 +1109,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             self.st.esc_start = at;
             return StrStep::Continue;
         }
-        if b < 0x20 || b >= 0xFE {
+        if !(0x20..0xFE).contains(&b) {
             return StrStep::LexError;
         }
         if b >= 0x80 && self.validating() {
@@ -1102,7 +1129,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         StrStep::Continue
     }
-
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
@@ -1110,7 +1136,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if cp > 0x10FFFF || (0xD800..=0xDFFF).contains(&cp) {
             return false;
         }
-        if self.cfg.dialect == Dialect::Qemu && ((0xFDD0..=0xFDEF).contains(&cp) || cp & 0xFFFE == 0xFFFE) {
+        if self.cfg.dialect == Dialect::Qemu
+            && ((0xFDD0..=0xFDEF).contains(&cp) || cp & 0xFFFE == 0xFFFE)
+        {
             return false;
         }
         true
@@ -1212,7 +1240,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 }
                 Tok::LCurly | Tok::LSquare => {
                     self.push(tok == Tok::LSquare, true);
-                    self.st.gram = if tok == Tok::LSquare { Gram::ValueOrEnd } else { Gram::KeyOrEnd };
+                    self.st.gram = if tok == Tok::LSquare {
+                        Gram::ValueOrEnd
+                    } else {
+                        Gram::KeyOrEnd
+                    };
                 }
                 Tok::Number => self.syn(SynKind::KeyNotString, 0, 0),
                 Tok::Keyword => {
@@ -1306,16 +1338,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         };
         let buf = self.buf.as_ref();
         let key = JsonStr::from_validated(
-            buf.get(span.key_start as usize..span.key_end as usize).unwrap_or(&[]),
+            buf.get(span.key_start as usize..span.key_end as usize)
+                .unwrap_or(&[]),
             span.quote,
         );
         let n = usize::from(self.st.nmem);
         let tracked = self.members.get(..n).unwrap_or(&[]);
         let check = self.cfg.dialect == Dialect::Qemu;
-        let duplicate = check && tracked.iter().any(|m| {
-            let other = buf.get(m.key_start as usize..m.key_end as usize).unwrap_or(&[]);
-            key.eq_json_str(&JsonStr::from_validated(other, m.quote))
-        });
+        let duplicate = check
+            && tracked.iter().any(|m| {
+                let other = buf
+                    .get(m.key_start as usize..m.key_end as usize)
+                    .unwrap_or(&[]);
+                key.eq_json_str(&JsonStr::from_validated(other, m.quote))
+            });
         if duplicate {
             self.syn(SynKind::DuplicateKey, 0, 0);
             return;
@@ -1345,7 +1381,9 @@ enum StrStep {
 
 fn bit(words: &[u64; DEPTH_WORDS], level: u16) -> bool {
     let level = usize::from(level);
-    words.get(level / 64).is_some_and(|w| w >> (level % 64) & 1 == 1)
+    words
+        .get(level / 64)
+        .is_some_and(|w| w >> (level % 64) & 1 == 1)
 }
 
 fn set_bit(words: &mut [u64; DEPTH_WORDS], level: u16, on: bool) {
@@ -1422,7 +1460,10 @@ pub fn validate(bytes: &[u8], cfg: FramerConfig) -> Result<RawJson<'_>, Validate
         return Err(ValidateError::Incomplete);
     }
     let (a, b) = found.ok_or(ValidateError::Empty)?;
-    bytes.get(a..b).map(RawJson::from_validated).ok_or(ValidateError::Invalid)
+    bytes
+        .get(a..b)
+        .map(RawJson::from_validated)
+        .ok_or(ValidateError::Invalid)
 }
 
 /// Why [`validate`] rejected its input.

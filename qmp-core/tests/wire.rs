@@ -16,12 +16,16 @@ fn desc(e: &FrameError<'_>) -> Vec<u8> {
     for p in e.desc_pieces() {
         v.extend_from_slice(p);
     }
-    v.extend_from_slice(e.desc_suffix());
     v
 }
 
 /// Feeds `input` in the chunks given by `sizes` (cycled), collecting outcomes.
-fn run_chunked(input: &[u8], cap: usize, cfg: FramerConfig, sizes: &mut dyn FnMut() -> usize) -> Vec<Out> {
+fn run_chunked(
+    input: &[u8],
+    cap: usize,
+    cfg: FramerConfig,
+    sizes: &mut dyn FnMut() -> usize,
+) -> Vec<Out> {
     let mut buf = vec![0u8; cap];
     let mut framer = Framer::with_config(&mut buf[..], cfg);
     let mut outs = Vec::new();
@@ -99,7 +103,10 @@ fn transcript_qemu_system_every_chunking() {
         assert!(v.is_object());
     }
     let c2s = all_chunkings(C2S, 4096, FramerConfig::new(), 200);
-    assert_eq!(c2s, lines(C2S).into_iter().map(Out::Msg).collect::<Vec<_>>());
+    assert_eq!(
+        c2s,
+        lines(C2S).into_iter().map(Out::Msg).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -107,7 +114,8 @@ fn transcript_schema_oversized_with_small_buffer() {
     // query-commands (6.5 KB) and query-qmp-schema (207 KB) exceed 4 KiB;
     // with 8 KiB only the schema does. Each yields one Oversized with its
     // exact size; every other message is delivered.
-    for (cap, expected_oversized) in [(4096usize, vec![6501usize, 207_008]), (8192, vec![207_008])] {
+    for (cap, expected_oversized) in [(4096usize, vec![6500usize, 207_007]), (8192, vec![207_007])]
+    {
         let outs = all_chunkings(S2C, cap, FramerConfig::new(), 500);
         let reference = lines(S2C);
         assert_eq!(outs.len(), reference.len());
@@ -159,14 +167,22 @@ fn qmp_test_malformed_matrix() {
         (b"{\xff", b"JSON parse error, stray '\xff'"),
         (b"{\x01", b"JSON parse error, stray '\x01'"),
         (b"{'bad \xff", b"JSON parse error, stray ''bad \xff'"),
-        (b"{'execute': 'nonexistent', 'id':'\n", b"JSON parse error, stray ''\n'"),
+        (
+            b"{'execute': 'nonexistent', 'id':'\n",
+            b"JSON parse error, stray ''\n'",
+        ),
         (b"%p", b"JSON parse error, stray '%'"),
     ];
     for (input, text) in cases {
         let mut all = input.to_vec();
         all.extend_from_slice(recovered);
         let outs = all_chunkings(&all, 4096, FramerConfig::new(), 50);
-        assert_eq!(outs, vec![err(text), msg(recovered)], "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            outs,
+            vec![err(text), msg(recovered)],
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     // `null` and friends are values; the agent rejects them later.
     assert_eq!(run(b"null\n"), vec![msg(b"null")]);
@@ -180,12 +196,19 @@ fn observed_lexer_vectors() {
     assert_eq!(run(b"%p"), vec![err(b"JSON parse error, stray '%'")]);
     assert_eq!(
         run(b"Abc{\"execute\":\"z\"}"),
-        vec![err(b"JSON parse error, stray 'A'"), msg(b"{\"execute\":\"z\"}")]
+        vec![
+            err(b"JSON parse error, stray 'A'"),
+            msg(b"{\"execute\":\"z\"}")
+        ]
     );
     // `{` then `}}}`: `{}`, then two stray closers.
     assert_eq!(
         run(b"{}}}"),
-        vec![msg(b"{}"), err(b"JSON parse error, expecting value"), err(b"JSON parse error, expecting value")]
+        vec![
+            msg(b"{}"),
+            err(b"JSON parse error, expecting value"),
+            err(b"JSON parse error, expecting value")
+        ]
     );
     // Two top-level scalars, each ended by the following byte.
     assert_eq!(run(b"1 2\n"), vec![msg(b"1"), msg(b"2")]);
@@ -194,7 +217,10 @@ fn observed_lexer_vectors() {
     // `{"a": @}`: a stray token, then the `}` that ended recovery.
     assert_eq!(
         run(b"{\"a\": @}"),
-        vec![err(b"JSON parse error, stray '@'"), err(b"JSON parse error, expecting value")]
+        vec![
+            err(b"JSON parse error, stray '@'"),
+            err(b"JSON parse error, expecting value")
+        ]
     );
     // Every 0xFF or control byte while idle is its own error.
     assert_eq!(run(b"\xff\xff").len(), 2);
@@ -208,7 +234,11 @@ fn observed_lexer_vectors() {
     // Several messages in one chunk, one message over many lines.
     assert_eq!(
         run(b"{\"a\":1}{\"b\":2}\r\n{\n  \"c\": [\n 1\n ]\n}\r\n"),
-        vec![msg(b"{\"a\":1}"), msg(b"{\"b\":2}"), msg(b"{\n  \"c\": [\n 1\n ]\n}")]
+        vec![
+            msg(b"{\"a\":1}"),
+            msg(b"{\"b\":2}"),
+            msg(b"{\n  \"c\": [\n 1\n ]\n}")
+        ]
     );
 }
 
@@ -241,22 +271,48 @@ fn parser_error_texts() {
         (b"\"\xef\xbf\xbf\"", b"invalid UTF-8 sequence in string"),
         (b"\"\\uD800\"", b"\\uD800 is not a valid Unicode character"),
         (b"\"\\uDC00x\"", b"\\uDC00 is not a valid Unicode character"),
-        (b"\"\\uD800\\u0041\"", b"\\uD800 is not a valid Unicode character"),
+        (
+            b"\"\\uD800\\u0041\"",
+            b"\\uD800 is not a valid Unicode character",
+        ),
         (b"\"\\uFFFF\"", b"\\uFFFF is not a valid Unicode character"),
-        (b"\"\\uD83F\\uDFFE\"", b"\\uD83F\\uDFFE is not a valid Unicode character"),
+        (
+            b"\"\\uD83F\\uDFFE\"",
+            b"\\uD83F\\uDFFE is not a valid Unicode character",
+        ),
         (b"\"\\u12\"", b"\\u12\" is not a valid Unicode character"),
-        (b"\"\\u12x45678\"", b"\\u12x4 is not a valid Unicode character"),
+        (
+            b"\"\\u12x45678\"",
+            b"\\u12x4 is not a valid Unicode character",
+        ),
     ];
     for (input, detail) in cases {
         let mut text = b"JSON parse error, ".to_vec();
         text.extend_from_slice(detail);
         let outs = all_chunkings(input, 256, FramerConfig::new(), 20);
-        assert_eq!(outs, vec![err(&text)], "input {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            outs,
+            vec![err(&text)],
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
     }
     // An error in a message is reported at its end; the next one is fine.
-    assert_eq!(run(b"[1 2]{}"), vec![err(b"JSON parse error, expected separator in list"), msg(b"{}")]);
+    assert_eq!(
+        run(b"[1 2]{}"),
+        vec![
+            err(b"JSON parse error, expected separator in list"),
+            msg(b"{}")
+        ]
+    );
     // A lexical error later in the same message wins over a grammar error.
-    assert_eq!(run(b"[1 2 @]"), vec![err(b"JSON parse error, stray '@'"), err(b"JSON parse error, expecting value")]);
+    assert_eq!(
+        run(b"[1 2 @]"),
+        vec![
+            err(b"JSON parse error, stray '@'"),
+            err(b"JSON parse error, expecting value")
+        ]
+    );
 }
 
 #[test]
@@ -272,15 +328,27 @@ fn valid_strings_both_dialects() {
         let mut with_ws = input.to_vec();
         with_ws.push(b' ');
         assert_eq!(run(&with_ws), vec![msg(input)]);
-        assert_eq!(run_chunked(&with_ws, 256, strict, &mut || 1), vec![msg(input)]);
+        assert_eq!(
+            run_chunked(&with_ws, 256, strict, &mut || 1),
+            vec![msg(input)]
+        );
     }
     // QEMU's extensions.
     assert_eq!(run(b"{'a': 'it\\'s'}"), vec![msg(b"{'a': 'it\\'s'}")]);
     assert_eq!(run(b"\"\xc0\x80\" "), vec![msg(b"\"\xc0\x80\"")]);
     // Not in strict mode; noncharacters are fine there.
-    assert!(matches!(run_chunked(b"\"\xc0\x80\" ", 64, strict, &mut || 9)[0], Out::Err(_)));
-    assert!(matches!(run_chunked(b"'a' ", 64, strict, &mut || 9)[0], Out::Err(_)));
-    assert_eq!(run_chunked(b"\"\\uFFFF\" ", 64, strict, &mut || 9), vec![msg(b"\"\\uFFFF\"")]);
+    assert!(matches!(
+        run_chunked(b"\"\xc0\x80\" ", 64, strict, &mut || 9)[0],
+        Out::Err(_)
+    ));
+    assert!(matches!(
+        run_chunked(b"'a' ", 64, strict, &mut || 9)[0],
+        Out::Err(_)
+    ));
+    assert_eq!(
+        run_chunked(b"\"\\uFFFF\" ", 64, strict, &mut || 9),
+        vec![msg(b"\"\\uFFFF\"")]
+    );
 }
 
 #[test]
@@ -300,7 +368,10 @@ fn nesting_limit() {
     );
     // A configured lower limit.
     let cfg = FramerConfig::new().with_max_depth(2);
-    assert_eq!(run_chunked(b"[[1]][[[1]]]", 64, cfg, &mut || 100), vec![msg(b"[[1]]"), err(b"JSON nesting depth limit exceeded")]);
+    assert_eq!(
+        run_chunked(b"[[1]][[[1]]]", 64, cfg, &mut || 100),
+        vec![msg(b"[[1]]"), err(b"JSON nesting depth limit exceeded")]
+    );
     // Objects count too.
     let mut objs = b"{\"a\":".repeat(1025);
     objs.extend(b"1".iter().chain(b"}".repeat(1025).iter()));
@@ -316,7 +387,10 @@ fn hundred_thousand_brackets_linear_no_overflow() {
     assert_eq!(outs, vec![err(b"JSON nesting depth limit exceeded")]);
     input.extend(vec![b']'; 100_000]);
     input.extend_from_slice(b"{}");
-    assert_eq!(run(&input), vec![err(b"JSON nesting depth limit exceeded"), msg(b"{}")]);
+    assert_eq!(
+        run(&input),
+        vec![err(b"JSON nesting depth limit exceeded"), msg(b"{}")]
+    );
 }
 
 #[test]
@@ -327,8 +401,14 @@ fn oversized_then_next_message() {
     let outs = all_chunkings(&input, 100, FramerConfig::new(), 100);
     assert_eq!(outs, vec![Out::Oversized(10_014), msg(b"{\"return\": {}}")]);
     // A buffer exactly the size of the message is enough.
-    assert_eq!(run_chunked(b"{\"a\":1}", 7, FramerConfig::new(), &mut || 1), vec![msg(b"{\"a\":1}")]);
-    assert_eq!(run_chunked(b"{\"a\":1} ", 6, FramerConfig::new(), &mut || 1), vec![Out::Oversized(7)]);
+    assert_eq!(
+        run_chunked(b"{\"a\":1}", 7, FramerConfig::new(), &mut || 1),
+        vec![msg(b"{\"a\":1}")]
+    );
+    assert_eq!(
+        run_chunked(b"{\"a\":1} ", 6, FramerConfig::new(), &mut || 1),
+        vec![Out::Oversized(7)]
+    );
     // A lexical error inside an oversized message ends it there.
     assert_eq!(
         run_chunked(b"[\"aaaaaaaaaa\xff{}", 4, FramerConfig::new(), &mut || 3),
@@ -358,8 +438,13 @@ fn members_spans() {
     let mut f = Framer::new(&mut buf[..]);
     let input = br#"{"execute" : "x", "arguments": {"a": [1, {"b": 2}]}, "id": 7}"#;
     let fed = f.feed(input);
-    let Some(Frame::Message(m)) = fed.frame else { panic!() };
-    let got: Vec<(Vec<u8>, Vec<u8>)> = m.members().map(|m| (m.key.raw().to_vec(), m.value.as_bytes().to_vec())).collect();
+    let Some(Frame::Message(m)) = fed.frame else {
+        panic!()
+    };
+    let got: Vec<(Vec<u8>, Vec<u8>)> = m
+        .members()
+        .map(|m| (m.key.raw().to_vec(), m.value.as_bytes().to_vec()))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -378,8 +463,13 @@ fn members_spans() {
     }
     many.push('}');
     let fed = f.feed(many.as_bytes());
-    let Some(Frame::Message(m)) = fed.frame else { panic!() };
-    let keys: Vec<String> = m.members().map(|m| String::from_utf8(m.key.raw().to_vec()).unwrap()).collect();
+    let Some(Frame::Message(m)) = fed.frame else {
+        panic!()
+    };
+    let keys: Vec<String> = m
+        .members()
+        .map(|m| String::from_utf8(m.key.raw().to_vec()).unwrap())
+        .collect();
     assert_eq!(keys, (0..20).map(|i| format!("k{i}")).collect::<Vec<_>>());
     let v: Vec<Vec<u8>> = m.members().map(|m| m.value.as_bytes().to_vec()).collect();
     assert_eq!(v[19], b"{\"v\": [19, \"}\"]}".to_vec());
@@ -389,7 +479,10 @@ fn members_spans() {
 fn validate_one_value() {
     use qmp_core::scan::{validate, ValidateError};
     let cfg = FramerConfig::new();
-    assert_eq!(validate(b"  {\"a\": 1} ", cfg).unwrap().as_bytes(), b"{\"a\": 1}");
+    assert_eq!(
+        validate(b"  {\"a\": 1} ", cfg).unwrap().as_bytes(),
+        b"{\"a\": 1}"
+    );
     assert_eq!(validate(b"42", cfg).unwrap().as_bytes(), b"42");
     assert_eq!(validate(b"1 2", cfg), Err(ValidateError::TrailingData));
     assert_eq!(validate(b"[1", cfg), Err(ValidateError::Incomplete));

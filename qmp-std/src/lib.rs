@@ -1,1 +1,1 @@
-//! qmp-std (being written).
+//! qmp-std: the std adapter for qmp-core (sockets, the `qmp` tool). Being written.
