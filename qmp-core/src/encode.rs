@@ -241,7 +241,7 @@ impl<'b> JsonWriter<'b> {
 
     /// QEMU's `maybe_comma_name` without the name: called before every
     /// array element and object key.
-    fn prefix(&mut self) {
+    pub(crate) fn prefix(&mut self) {
         if self.need_comma {
             self.put_byte(b',');
             match self.style.layout {
@@ -264,13 +264,13 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
-    fn open(&mut self, c: u8) {
+    pub(crate) fn open(&mut self, c: u8) {
         self.put_byte(c);
         self.depth += 1;
         self.need_comma = false;
     }
 
-    fn close(&mut self, c: u8) {
+    pub(crate) fn close(&mut self, c: u8) {
         self.depth = self.depth.saturating_sub(1);
         self.newline();
         self.put_byte(c);
@@ -278,13 +278,13 @@ impl<'b> JsonWriter<'b> {
     }
 
     /// Separator, quoted key and colon of an object member.
-    fn key(&mut self, key: &[u8]) {
+    pub(crate) fn key(&mut self, key: &[u8]) {
         self.prefix();
         self.quoted(key);
         self.colon();
     }
 
-    fn quoted(&mut self, s: &[u8]) {
+    pub(crate) fn quoted(&mut self, s: &[u8]) {
         self.put_byte(b'"');
         escape_pieces(self, &[s]);
         self.put_byte(b'"');

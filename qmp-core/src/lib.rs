@@ -47,6 +47,7 @@
     )
 )]
 
+pub mod agent;
 pub mod encode;
 pub mod json;
 pub mod message;

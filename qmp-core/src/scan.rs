@@ -312,6 +312,15 @@ impl fmt::Debug for Message<'_> {
 }
 
 impl<'a> Message<'a> {
+    /// A message over bytes validated earlier (members found by re-scan).
+    pub(crate) fn from_validated(bytes: &'a [u8]) -> Self {
+        Message {
+            bytes,
+            spans: &[],
+            all_tracked: false,
+        }
+    }
+
     /// The message bytes, exactly as received (no surrounding whitespace).
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
@@ -700,6 +709,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// connection would.
     pub fn reset(&mut self) {
         self.st = State::new();
+    }
+
+    /// The bytes of the message the last [`Framer::feed`] delivered, while
+    /// the framer has not been fed again (empty otherwise).
+    pub(crate) fn last_message(&self) -> &[u8] {
+        if self.st.ended && self.st.skip == Skip::No && self.st.err.is_none() {
+            self.buf.as_ref().get(..self.st.pos).unwrap_or(&[])
+        } else {
+            &[]
+        }
     }
 
     /// Gives the buffer back.
