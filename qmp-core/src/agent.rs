@@ -54,6 +54,9 @@
 //! );
 //! ```
 
+#[cfg(feature = "embedded-io")]
+pub mod io;
+
 use crate::encode::{self, EncodeError, Style, WriteJson};
 use crate::json::{JsonKind, JsonStr, RawJson};
 use crate::message::{BadRequest, Exec, Request};

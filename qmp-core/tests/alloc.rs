@@ -94,6 +94,56 @@ fn wire_layer_allocates_nothing() {
     }
     let after = ALLOCS.load(Ordering::SeqCst);
     assert_eq!(after - before, 0, "allocations in the wire layer");
+
+    // An agent session: negotiation, requests, errors, events, OOB.
+    let mut fb = vec![0u8; 1024];
+    let mut qb = vec![0u8; 4096];
+    let mut ob = vec![0u8; 8192];
+    let mut tx = vec![0u8; 8192];
+    let version = qmp_core::scan::validate(
+        b"{\"qemu\":{\"major\":10,\"minor\":0,\"micro\":2},\"package\":\"\"}",
+        Default::default(),
+    )
+    .unwrap();
+    let input: &[u8] = b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\
+        {\"execute\":\"query-version\",\"id\":1}{\"exec-oob\":\"x-sleep\",\"id\":\"o\"}\
+        {\"execute\":\"nope\",\"id\":[1,{\"b\":2,\"a\":1}]}{]\xff{\"id\":\"\\u00e9\"}";
+    const CMDS: &[qmp_core::agent::CommandSpec<'static>] = &[
+        qmp_core::agent::CommandSpec::new("query-version"),
+        qmp_core::agent::CommandSpec::new("x-sleep").oob(),
+    ];
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let mut agent = qmp_core::agent::Agent::new(
+        qmp_core::agent::AgentConfig::new((10, 0, 2), "", CMDS),
+        qmp_core::agent::AgentBuffers::new(&mut fb, &mut qb, &mut ob),
+    )
+    .unwrap();
+    let mut rest = input;
+    let mut sent = 0;
+    while !rest.is_empty() {
+        let used = agent.handle_input(0, rest);
+        rest = &rest[used..];
+        while let Some(req) = agent.poll_request() {
+            let t = req.token;
+            agent
+                .complete(t, qmp_core::agent::Reply::Return(&version))
+                .unwrap();
+        }
+        let ev = qmp_core::agent::EventOut {
+            name: "STOP",
+            data: None,
+            seconds: 1,
+            microseconds: 0,
+            throttle_key: None,
+        };
+        let _ = agent.emit(0, &ev);
+        while let Some(n) = agent.poll_transmit(&mut tx) {
+            sent += n;
+        }
+    }
+    let after = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(after - before, 0, "allocations in the agent");
+    assert!(sent > 700, "{sent}");
     // The work really happened.
     assert!(
         counts[0] > 10 && counts[1] >= 4 && counts[3] > 0 && counts[4] > 0,
