@@ -771,20 +771,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
     }
 
-    /// Appends message bytes to the buffer (or only counts them once the
-    /// message no longer fits).
-    fn store(&mut self, bytes: &[u8]) {
-        let pos = self.st.pos;
-        let end = pos + bytes.len();
-        if self.st.skip == Skip::No && self.keep {
-            match self.buf.as_mut().get_mut(pos..end) {
-                Some(dst) => dst.copy_from_slice(bytes),
-                None => {
-                    self.st.skip = Skip::Oversized;
-                }
+    /// Copies the message bytes consumed since the last flush (input
+    /// `seg..i`, the last `i - seg` bytes counted in `pos`) to the buffer,
+    /// or notes that the message no longer fits.
+    fn flush(&mut self, input: &[u8], seg: &mut usize, i: usize) {
+        let n = i.saturating_sub(*seg);
+        if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
+            let end = self.st.pos;
+            let src = input.get(*seg..i).unwrap_or(&[]);
+            match self.buf.as_mut().get_mut(end - n..end) {
+                Some(dst) => dst.copy_from_slice(src),
+                None => self.st.skip = Skip::Oversized,
             }
         }
-        self.st.pos = end;
+        *seg = i;
     }
 
     fn validating(&self) -> bool {
@@ -836,13 +836,23 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     fn run(&mut self, input: &[u8]) -> (usize, Option<Out>) {
+        let mut seg = 0;
+        let (i, out) = self.scan(input, &mut seg);
+        self.flush(input, &mut seg, i);
+        (i, out)
+    }
+
+    /// The state machine proper. Consumed message bytes are only counted
+    /// (`pos`); [`Framer::flush`] copies them in bulk.
+    #[inline(always)]
+    fn scan(&mut self, input: &[u8], seg: &mut usize) -> (usize, Option<Out>) {
         let mut i = 0;
         while let Some(&b) = input.get(i) {
             match self.st.lex {
                 Lex::Start => {
                     if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
                         if self.st.in_msg {
-                            self.store(&[b]);
+                            self.st.pos += 1;
                         }
                         i += 1;
                         continue;
@@ -850,9 +860,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if !self.st.in_msg {
                         self.st.in_msg = true;
                         self.st.pos = 0;
+                        *seg = i;
                     }
                     self.st.tok_start = self.st.pos;
-                    self.store(&[b]);
+                    self.st.pos += 1;
                     i += 1;
                     let tok = match b {
                         b'{' => Tok::LCurly,
@@ -887,12 +898,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             self.st.kw_len = 1;
                             continue;
                         }
-                        _ => match self.lex_error() {
+                        _ => match {
+                            self.flush(input, seg, i);
+                            self.lex_error()
+                        } {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         },
                     };
                     let start = self.st.tok_start;
+                    if self.st.depth <= 2 {
+                        self.flush(input, seg, i);
+                    }
                     if let Some(out) = self.token(tok, start, self.st.pos) {
                         return (i, Some(out));
                     }
@@ -909,30 +926,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if self.st.esc == Esc::None && self.st.u8_need == 0 {
                         // Fast path: a run of plain printable ASCII.
                         let rest = input.get(i..).unwrap_or(&[]);
-                        let stop =
-                            memchr::memchr2(self.st.quote, b'\\', rest).unwrap_or(rest.len());
-                        let run = rest.get(..stop).unwrap_or(&[]);
-                        let plain = plain_prefix(run);
+                        let plain = string_run(rest, self.st.quote);
                         if plain > 0 {
-                            if let Some(p) = run.get(..plain) {
-                                self.store(p);
-                            }
+                            self.st.pos += plain;
                             i += plain;
                             continue;
                         }
                     }
-                    self.store(&[b]);
+                    self.st.pos += 1;
                     i += 1;
                     match self.string_byte(b) {
                         StrStep::Continue => {}
                         StrStep::End => {
                             self.st.lex = Lex::Start;
                             let start = self.st.tok_start;
+                            if self.st.depth <= 2 {
+                                self.flush(input, seg, i);
+                            }
                             if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
                                 return (i, Some(out));
                             }
                         }
-                        StrStep::LexError => match self.lex_error() {
+                        StrStep::LexError => match {
+                            self.flush(input, seg, i);
+                            self.lex_error()
+                        } {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         },
@@ -974,7 +992,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             }
                             self.st.kw_len = self.st.kw_len.saturating_add(1);
                         }
-                        self.store(&[b]);
+                        self.st.pos += 1;
                         i += 1;
                         self.st.lex = next;
                         continue;
@@ -990,9 +1008,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     let ends = terminal && b < 0x80 && !(lex == Lex::Zero && b.is_ascii_digit());
                     if !ends {
                         // The offending byte is part of the error token.
-                        self.store(&[b]);
+                        self.st.pos += 1;
                         i += 1;
-                        match self.lex_error() {
+                        match {
+                            self.flush(input, seg, i);
+                            self.lex_error()
+                        } {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         }
@@ -1005,6 +1026,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         Tok::Number
                     };
                     let start = self.st.tok_start;
+                    if self.st.depth <= 2 {
+                        self.flush(input, seg, i);
+                    }
                     if let Some(out) = self.token(tok, start, self.st.pos) {
                         return (i, Some(out));
                     }
@@ -1207,6 +1231,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     /// A token of the current message, from `start` to `end`.
+    #[inline]
     fn token(&mut self, tok: Tok, start: usize, end: usize) -> Option<Out> {
         match tok {
             Tok::LCurly => self.st.braces += 1,
@@ -1238,6 +1263,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
     }
 
+    #[inline]
     fn grammar(&mut self, tok: Tok, start: usize, end: usize) {
         match self.st.gram {
             Gram::Value | Gram::ValueOrEnd => {
@@ -1332,6 +1358,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     /// A value ended at `end`.
+    #[inline]
     fn after_value(&mut self, end: usize) {
         if self.st.depth == 0 {
             self.st.gram = Gram::Done;
@@ -1345,7 +1372,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     /// A top-level member ended at `end`.
     fn member(&mut self, end: usize) {
-        if !self.keep {
+        if !self.keep || self.st.skip != Skip::No {
             return;
         }
         let span = MemberSpan {
@@ -1419,6 +1446,46 @@ fn set_bit(words: &mut [u64; DEPTH_WORDS], level: u16, on: bool) {
 
 fn hex_val(b: u8) -> Option<u32> {
     char::from(b).to_digit(16)
+}
+
+/// Length of the prefix of a string body that needs no attention: printable
+/// ASCII other than the quote and `\\`. Checked a word at a time; runs
+/// longer than 64 bytes are skipped with `memchr2` and then checked.
+#[inline(always)]
+fn string_run(rest: &[u8], quote: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LO: u64 = 0x2020_2020_2020_2020;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let q = ONES * u64::from(quote);
+    let bs = ONES * u64::from(b'\\');
+    let mut n = 0;
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let xq = x ^ q;
+        let xb = x ^ bs;
+        let special =
+            (xq.wrapping_sub(ONES) & !xq) | (xb.wrapping_sub(ONES) & !xb) | x.wrapping_sub(LO) | x;
+        if special & HI != 0 {
+            // Borrows only run towards more significant bytes, so the
+            // lowest flagged byte is exact.
+            return n + ((special & HI).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+        if n == 64 {
+            let tail = rest.get(n..).unwrap_or(&[]);
+            let stop = memchr::memchr2(quote, b'\\', tail).unwrap_or(tail.len());
+            return n + plain_prefix(tail.get(..stop).unwrap_or(&[]));
+        }
+    }
+    n + rest
+        .get(n..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|&&b| (0x20..0x80).contains(&b) && b != quote && b != b'\\')
+        .count()
 }
 
 /// Length of the prefix of `run` made of printable ASCII (0x20..0x7F),
