@@ -817,6 +817,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
     }
 
+    fn flushed_lex_error(&mut self, input: &[u8], seg: &mut usize, i: usize) -> Option<Out> {
+        self.flush(input, seg, i);
+        self.lex_error()
+    }
+
     /// A lexical error at the current byte (already stored): report it and
     /// enter recovery.
     fn lex_error(&mut self) -> Option<Out> {
@@ -898,10 +903,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             self.st.kw_len = 1;
                             continue;
                         }
-                        _ => match {
-                            self.flush(input, seg, i);
-                            self.lex_error()
-                        } {
+                        _ => match self.flushed_lex_error(input, seg, i) {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         },
@@ -947,10 +949,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                                 return (i, Some(out));
                             }
                         }
-                        StrStep::LexError => match {
-                            self.flush(input, seg, i);
-                            self.lex_error()
-                        } {
+                        StrStep::LexError => match self.flushed_lex_error(input, seg, i) {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         },
@@ -1010,10 +1009,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         // The offending byte is part of the error token.
                         self.st.pos += 1;
                         i += 1;
-                        match {
-                            self.flush(input, seg, i);
-                            self.lex_error()
-                        } {
+                        match self.flushed_lex_error(input, seg, i) {
                             Some(out) => return (i, Some(out)),
                             None => continue,
                         }
