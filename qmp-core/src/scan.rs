@@ -878,6 +878,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         b':' => Tok::Colon,
                         b',' => Tok::Comma,
                         b'"' => {
+                            // Fast path: a plain string closing in this input.
+                            let rest = input.get(i..).unwrap_or(&[]);
+                            let run = string_run(rest, b'"');
+                            if rest.get(run) == Some(&b'"') {
+                                self.st.quote = b'"';
+                                self.st.pos += run + 1;
+                                i += run + 1;
+                                let start = self.st.tok_start;
+                                if self.st.depth <= 2 {
+                                    self.flush(input, seg, i);
+                                }
+                                if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
+                                    return (i, Some(out));
+                                }
+                                continue;
+                            }
                             self.begin_string(b);
                             continue;
                         }
