@@ -11,6 +11,10 @@
 //! * [`json`] — zero-copy views of validated JSON ([`RawJson`], [`JsonStr`]).
 //! * [`message`] — classification: what a client receives ([`message::Inbound`])
 //!   and what an agent receives ([`message::Request`]).
+//! * [`client`] — the sans-IO client session: negotiation, ids, routing,
+//!   deadlines, OOB; typed commands and events.
+//! * [`agent`] — the sans-IO monitor agent (server side), byte-exact with
+//!   QEMU 10, for QMP and the guest-agent dialect.
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
@@ -48,6 +52,7 @@
 )]
 
 pub mod agent;
+pub mod client;
 pub mod encode;
 pub mod json;
 pub mod message;
