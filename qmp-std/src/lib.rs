@@ -1,1 +1,17 @@
-//! qmp-std: the std adapter for qmp-core (sockets, the `qmp` tool). Being written.
+//! qmp-std: the std adapter for qmp-core.
+//!
+//! * [`addr`]: where to listen or connect (`--unix PATH`, `--tcp HOST:PORT`).
+//! * [`json`]: [`json::Json`], an owned, validated JSON value.
+//! * [`agent`]: the agent runner — serves QMP (or the guest-agent dialect)
+//!   on a Unix or TCP listener, one thread per connection, with a
+//!   [`agent::Handler`] for the commands and an [`agent::EventSender`] to
+//!   broadcast events.
+//! * [`demo`]: the demo monitor agent behind `qmp agent`.
+
+pub mod addr;
+pub mod agent;
+pub mod demo;
+pub mod json;
+
+pub use addr::Address;
+pub use json::Json;

@@ -1,16 +1,12 @@
-//! The `qmp` command-line tool.
-//!
-//! For now it has one subcommand, `demo`, which replays a real recorded QEMU
-//! session (qemu-system-x86_64 7.2) through qmp-core's framer and
-//! classifiers and prints what each side said. The live agent/client demo
-//! replaces it once those exist.
+//! `qmp demo`: replays a real recorded QEMU session (qemu-system-x86_64 7.2)
+//! through qmp-core's framer and classifiers and prints what each side said.
+//! To be replaced by a live agent/client demo.
 
 use qmp_core::message::Inbound;
 use qmp_core::scan::{Frame, Framer};
-use std::process::ExitCode;
 
-const C2S: &[u8] = include_bytes!("../../../qmp-core/tests/data/qemu-system-7.2.c2s");
-const S2C: &[u8] = include_bytes!("../../../qmp-core/tests/data/qemu-system-7.2.s2c");
+const C2S: &[u8] = include_bytes!("../../../../qmp-core/tests/data/qemu-system-7.2.c2s");
+const S2C: &[u8] = include_bytes!("../../../../qmp-core/tests/data/qemu-system-7.2.s2c");
 
 /// Frames `data` into (message text or error text) lines.
 fn frames(data: &[u8], each: &mut dyn FnMut(Result<qmp_core::scan::Message<'_>, String>)) {
@@ -41,7 +37,7 @@ fn short(bytes: &[u8], max: usize) -> String {
     }
 }
 
-fn demo() {
+pub fn demo() {
     println!(
         "qmp demo: a recorded qemu-system-x86_64 7.2 session, framed and classified by qmp-core\n"
     );
@@ -111,18 +107,4 @@ fn demo() {
         }
     });
     println!("\n(the live agent and client demo arrives with qmp-std; see README)");
-}
-
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => {
-            demo();
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("usage: qmp demo");
-            ExitCode::from(2)
-        }
-    }
 }

@@ -1,0 +1,45 @@
+//! Socket addresses for the agent runner and the client.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where an agent listens or a client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A Unix-domain stream socket path.
+    Unix(PathBuf),
+    /// A TCP `HOST:PORT` (resolved when used; IPv6 as `[::1]:4444`).
+    Tcp(String),
+}
+
+impl Address {
+    /// A TCP address, checked for the `HOST:PORT` shape (numeric port).
+    ///
+    /// # Errors
+    /// A one-line description when the text is not `HOST:PORT`.
+    pub fn tcp(host_port: &str) -> Result<Address, String> {
+        let (host, port) = host_port
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{host_port}' is not HOST:PORT"))?;
+        if host.is_empty() {
+            return Err(format!("'{host_port}' has no host"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("'{port}' is not a valid port"))?;
+        Ok(Address::Tcp(host_port.to_owned()))
+    }
+
+    /// A Unix socket path.
+    pub fn unix(path: impl Into<PathBuf>) -> Address {
+        Address::Unix(path.into())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Tcp(hp) => write!(f, "tcp:{hp}"),
+        }
+    }
+}

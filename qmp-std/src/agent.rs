@@ -1,0 +1,1093 @@
+//! The agent runner: serves QMP (or the guest-agent dialect) on a Unix or
+//! TCP listener with qmp-core's [`Agent`], one session per connection.
+//!
+//! * [`Server::bind`] takes an owned [`ServerConfig`] and a [`Handler`];
+//!   [`Server::run`] accepts connections until [`StopHandle::stop`] (or a
+//!   handler's [`Ctx::stop_server_after_reply`], e.g. for `quit`).
+//! * Each connection gets its own thread (plus a small reader thread), its
+//!   own buffers, and QEMU's session rules from the core: greeting,
+//!   negotiation, in-order in-band replies, OOB, backpressure.
+//! * [`Handler::handle`] answers at once ([`Outcome::Reply`]), later from
+//!   any thread ([`Ctx::defer`] → [`Completer`], then [`Outcome::Deferred`]),
+//!   or not at all ([`Response::NoResponse`]).
+//! * [`EventSender`] broadcasts an event to every connection; the core
+//!   delivers it to negotiated sessions only (QEMU drops events for sessions
+//!   still negotiating). An event emitted by a handler before it returns goes
+//!   out before that request's reply (QEMU's order, e.g. `STOP` then
+//!   `{"return": {}}`).
+//!
+//! ```no_run
+//! use qmp_std::agent::{CommandDef, Outcome, Server, ServerConfig};
+//! use qmp_std::{Address, Json};
+//! use std::sync::Arc;
+//!
+//! let cfg = ServerConfig::qmp((10, 0, 0), "", vec![CommandDef::new("query-name")]);
+//! let handler = Arc::new(|_: &mut qmp_std::agent::Ctx<'_>, _: &qmp_std::agent::Request<'_>| {
+//!     Outcome::ret(Json::empty_object())
+//! });
+//! let server = Server::bind(&Address::unix("/tmp/qmp.sock"), cfg, handler).unwrap();
+//! server.run().unwrap();
+//! ```
+
+use crate::addr::Address;
+use crate::json::Json;
+use qmp_core::agent::{
+    Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError, EventOut,
+    Reply as CoreReply, Throttle, Token,
+};
+use qmp_core::encode::Style;
+use qmp_core::json::RawJson;
+use qmp_core::message::Exec;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Default framer buffer (the largest request): 1 MiB.
+pub const DEFAULT_FRAMER_SIZE: usize = 1 << 20;
+/// Default output buffer (the largest single reply or event): 1 MiB.
+pub const DEFAULT_OUT_SIZE: usize = 1 << 20;
+/// Extra queue room beyond [`AgentBuffers::queue_required`], so requests can
+/// still be read (an `exec-oob` among them) while an in-band one runs.
+pub const QUEUE_SLACK: usize = 64 << 10;
+/// Throttle storage per throttled-event slot.
+const THROTTLE_SLOT_SIZE: usize = 16 << 10;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+/// A command the server serves (owned form of qmp-core's [`CommandSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandDef {
+    /// The command name.
+    pub name: String,
+    /// Whether `exec-oob` may run it.
+    pub allow_oob: bool,
+    /// Whether success sends a reply (QGA's `success-response`).
+    pub success_response: bool,
+}
+
+impl CommandDef {
+    /// An in-band command that replies on success.
+    pub fn new(name: impl Into<String>) -> Self {
+        CommandDef {
+            name: name.into(),
+            allow_oob: false,
+            success_response: true,
+        }
+    }
+
+    /// Allows `exec-oob`.
+    #[must_use]
+    pub fn oob(mut self) -> Self {
+        self.allow_oob = true;
+        self
+    }
+
+    /// No reply on success (QGA's `'success-response': false`).
+    #[must_use]
+    pub fn no_success_response(mut self) -> Self {
+        self.success_response = false;
+        self
+    }
+}
+
+/// Server settings (owned form of qmp-core's [`AgentConfig`], plus buffer
+/// sizes).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Greeting version `(major, minor, micro)` (QMP).
+    pub version: (u64, u64, u64),
+    /// Greeting `package` (QMP).
+    pub package: String,
+    /// Whether `oob` is offered (QMP).
+    pub offer_oob: bool,
+    /// Pretty output (QEMU's `pretty=on`).
+    pub pretty: bool,
+    /// The guest-agent dialect instead of QMP.
+    pub qga: bool,
+    /// Commands served besides `qmp_capabilities`; `query-commands` (and,
+    /// for QGA, `guest-sync`/`guest-sync-delimited`) listed here are
+    /// answered by the core.
+    pub commands: Vec<CommandDef>,
+    /// Throttled events: `(name, window_ms)` (at most 4 in a window at once).
+    pub throttle: Vec<(String, u64)>,
+    /// Framer buffer size: the largest request accepted.
+    pub framer_size: usize,
+    /// Queue buffer size; `None`: [`AgentBuffers::queue_required`] of the
+    /// framer size plus [`QUEUE_SLACK`]. Raised to the required minimum.
+    pub queue_size: Option<usize>,
+    /// Output buffer size: the largest single reply or event.
+    pub out_size: usize,
+}
+
+impl ServerConfig {
+    /// QMP with `oob` offered, compact output, 1 MiB buffers.
+    pub fn qmp(
+        version: (u64, u64, u64),
+        package: impl Into<String>,
+        commands: Vec<CommandDef>,
+    ) -> Self {
+        ServerConfig {
+            version,
+            package: package.into(),
+            offer_oob: true,
+            pretty: false,
+            qga: false,
+            commands,
+            throttle: Vec::new(),
+            framer_size: DEFAULT_FRAMER_SIZE,
+            queue_size: None,
+            out_size: DEFAULT_OUT_SIZE,
+        }
+    }
+
+    /// The guest-agent dialect, 1 MiB buffers.
+    pub fn qga(commands: Vec<CommandDef>) -> Self {
+        ServerConfig {
+            offer_oob: false,
+            qga: true,
+            ..ServerConfig::qmp((0, 0, 0), "", commands)
+        }
+    }
+
+    fn queue_len(&self) -> usize {
+        let min = AgentBuffers::queue_required(self.framer_size.max(1));
+        self.queue_size.unwrap_or(min + QUEUE_SLACK).max(min)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handler model
+
+/// A request handed to the [`Handler`]. It borrows the session's buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The command name (one of [`ServerConfig::commands`]).
+    pub name: &'a str,
+    /// Whether it came as `exec-oob`.
+    pub oob: bool,
+    /// The arguments object, if present (QEMU treats absent as `{}`).
+    pub arguments: Option<RawJson<'a>>,
+    /// The request id, if any (the runner echoes it; for information).
+    pub id: Option<RawJson<'a>>,
+}
+
+impl<'a> Request<'a> {
+    /// One argument by name.
+    pub fn arg(&self, key: &str) -> Option<RawJson<'a>> {
+        self.arguments.and_then(|a| a.get(key))
+    }
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// `{"return": value}`.
+    Return(Json),
+    /// `{"error": {"class": class, "desc": desc}}`.
+    Error {
+        /// Error class, e.g. `GenericError`.
+        class: String,
+        /// Description.
+        desc: String,
+    },
+    /// No reply (QGA commands without `success-response`).
+    NoResponse,
+}
+
+impl Response {
+    /// A `GenericError`.
+    pub fn generic_error(desc: impl Into<String>) -> Self {
+        Response::Error {
+            class: "GenericError".to_owned(),
+            desc: desc.into(),
+        }
+    }
+}
+
+/// What [`Handler::handle`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answer now.
+    Reply(Response),
+    /// Answer later through the [`Completer`] taken with [`Ctx::defer`].
+    Deferred,
+}
+
+impl Outcome {
+    /// `Outcome::Reply(Response::Return(value))`.
+    pub fn ret(value: Json) -> Self {
+        Outcome::Reply(Response::Return(value))
+    }
+
+    /// `Outcome::Reply(Response::Error { .. })`.
+    pub fn error(class: impl Into<String>, desc: impl Into<String>) -> Self {
+        Outcome::Reply(Response::Error {
+            class: class.into(),
+            desc: desc.into(),
+        })
+    }
+
+    /// A `GenericError` reply.
+    pub fn generic_error(desc: impl Into<String>) -> Self {
+        Outcome::Reply(Response::generic_error(desc))
+    }
+}
+
+impl From<Response> for Outcome {
+    fn from(r: Response) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+/// Serves the commands of a [`Server`]. Called on the connection's thread;
+/// in-band requests of one session arrive one at a time, in order, but
+/// different sessions (and an `exec-oob` request) may call concurrently.
+pub trait Handler: Send + Sync {
+    /// Handles one request. Events emitted (through [`Ctx::events`]) before
+    /// returning go out before this request's reply.
+    fn handle(&self, ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Ctx<'_>, &Request<'_>) -> Outcome + Send + Sync,
+{
+    fn handle(&self, ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
+        self(ctx, req)
+    }
+}
+
+/// Per-request context given to [`Handler::handle`].
+pub struct Ctx<'c> {
+    events: &'c EventSender,
+    tx: &'c Sender<ConnMsg>,
+    token: Token,
+    conn_id: u64,
+    deferred: bool,
+    stop: bool,
+}
+
+impl Ctx<'_> {
+    /// The server's event broadcaster.
+    pub fn events(&self) -> &EventSender {
+        self.events
+    }
+
+    /// Takes the completer for this request; return [`Outcome::Deferred`]
+    /// and call [`Completer::complete`] later (from any thread).
+    pub fn defer(&mut self) -> Completer {
+        self.deferred = true;
+        Completer {
+            tx: self.tx.clone(),
+            token: self.token,
+            done: false,
+        }
+    }
+
+    /// Stops the whole server once this request's reply has been sent
+    /// (QEMU's `quit`).
+    pub fn stop_server_after_reply(&mut self) {
+        self.stop = true;
+    }
+
+    /// A number identifying the connection (unique per server).
+    pub fn connection_id(&self) -> u64 {
+        self.conn_id
+    }
+}
+
+/// Answers a deferred request. Dropping it unanswered sends a
+/// `GenericError` so the session does not stall.
+pub struct Completer {
+    tx: Sender<ConnMsg>,
+    token: Token,
+    done: bool,
+}
+
+impl Completer {
+    /// Sends the answer (ignored if the connection has closed).
+    pub fn complete(mut self, response: Response) {
+        self.done = true;
+        let _ = self.tx.send(ConnMsg::Complete(self.token, response));
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.tx.send(ConnMsg::Complete(
+                self.token,
+                Response::generic_error("command was dropped without a reply"),
+            ));
+        }
+    }
+}
+
+impl std::fmt::Debug for Completer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completer")
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events and stopping
+
+/// An event to broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// `data`, if any.
+    pub data: Option<Json>,
+    /// Wall-clock seconds.
+    pub seconds: i64,
+    /// Microseconds within the second.
+    pub microseconds: i64,
+    /// Key for per-key throttling (QEMU keys some events by `data.id` etc.).
+    pub throttle_key: Option<String>,
+}
+
+impl Event {
+    /// An event stamped with the current wall-clock time.
+    pub fn now(name: impl Into<String>, data: Option<Json>) -> Self {
+        let (seconds, microseconds) = wall_clock();
+        Event {
+            name: name.into(),
+            data,
+            seconds,
+            microseconds,
+            throttle_key: None,
+        }
+    }
+}
+
+/// The current wall-clock time as QMP timestamps `(seconds, microseconds)`.
+pub fn wall_clock() -> (i64, i64) {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            i64::from(d.subsec_micros()),
+        ),
+        // QEMU documents -1 for an unavailable clock.
+        Err(_) => (-1, -1),
+    }
+}
+
+/// Broadcasts events to every session of a server. Cheap to clone.
+#[derive(Clone)]
+pub struct EventSender {
+    shared: Arc<Shared>,
+}
+
+impl EventSender {
+    /// Broadcasts `name` (with `data`) stamped now. Returns how many
+    /// connections it was handed to (sessions still negotiating drop it).
+    pub fn emit(&self, name: &str, data: Option<Json>) -> usize {
+        self.send(Event::now(name, data))
+    }
+
+    /// Broadcasts an event as given.
+    pub fn send(&self, event: Event) -> usize {
+        let event = Arc::new(event);
+        let conns = self.shared.conns();
+        conns
+            .values()
+            .filter(|tx| tx.send(ConnMsg::Event(Arc::clone(&event))).is_ok())
+            .count()
+    }
+
+    /// How many connections are open.
+    pub fn connections(&self) -> usize {
+        self.shared.conns().len()
+    }
+}
+
+impl std::fmt::Debug for EventSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSender").finish_non_exhaustive()
+    }
+}
+
+/// Stops a server: no new connections, open sessions flush and close, and
+/// [`Server::run`] returns. Cheap to clone.
+#[derive(Clone)]
+pub struct StopHandle {
+    shared: Arc<Shared>,
+}
+
+impl StopHandle {
+    /// Asks the server to stop (idempotent).
+    pub fn stop(&self) {
+        self.shared.stop();
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+enum ConnMsg {
+    Input(Vec<u8>),
+    Eof,
+    Event(Arc<Event>),
+    Complete(Token, Response),
+    Stop,
+}
+
+enum Wake {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+struct Shared {
+    conns: Mutex<HashMap<u64, Sender<ConnMsg>>>,
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    wake: Wake,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Sender<ConnMsg>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stop(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for tx in self.conns().values() {
+            let _ = tx.send(ConnMsg::Stop);
+        }
+        // Wake the accept loop.
+        match &self.wake {
+            Wake::Unix(p) => drop(UnixStream::connect(p)),
+            Wake::Tcp(a) => drop(TcpStream::connect_timeout(a, Duration::from_secs(1))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sockets
+
+enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            // A stale socket file (nobody accepting) is replaced; a live one
+            // or any other file is left alone.
+            let is_socket = std::fs::symlink_metadata(path)
+                .map(|m| m.file_type().is_socket())
+                .unwrap_or(false);
+            if is_socket && UnixStream::connect(path).is_err() {
+                std::fs::remove_file(path)?;
+                UnixListener::bind(path)
+            } else {
+                Err(e)
+            }
+        }
+        r => r,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The server
+
+/// A bound listener serving one [`Handler`]. See the [module docs](self).
+pub struct Server {
+    listener: Listener,
+    cfg: Arc<ServerConfig>,
+    handler: Arc<dyn Handler>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listener (a stale Unix socket file is replaced).
+    ///
+    /// # Errors
+    /// Binding or address resolution failed.
+    pub fn bind(
+        addr: &Address,
+        cfg: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<Server> {
+        let (listener, wake) = match addr {
+            Address::Unix(path) => {
+                let l = bind_unix(path)?;
+                (Listener::Unix(l, path.clone()), Wake::Unix(path.clone()))
+            }
+            Address::Tcp(hp) => {
+                let l = TcpListener::bind(hp.as_str())?;
+                let mut a = l.local_addr()?;
+                if a.ip().is_unspecified() {
+                    a.set_ip(match a {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                (Listener::Tcp(l), Wake::Tcp(a))
+            }
+        };
+        Ok(Server {
+            listener,
+            cfg: Arc::new(cfg),
+            handler,
+            shared: Arc::new(Shared {
+                conns: Mutex::new(HashMap::new()),
+                stopping: AtomicBool::new(false),
+                next_id: AtomicU64::new(1),
+                wake,
+            }),
+        })
+    }
+
+    /// The address actually bound (the real port for `HOST:0`).
+    pub fn local_addr(&self) -> Address {
+        match &self.listener {
+            Listener::Unix(_, p) => Address::Unix(p.clone()),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => Address::Tcp(a.to_string()),
+                Err(_) => Address::Tcp(String::new()),
+            },
+        }
+    }
+
+    /// The event broadcaster.
+    pub fn events(&self) -> EventSender {
+        EventSender {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// A handle to stop the server.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts and serves connections until stopped. After a stop it waits
+    /// up to two seconds for open sessions to flush and close, and removes
+    /// its Unix socket file.
+    ///
+    /// # Errors
+    /// A fatal `accept` error.
+    pub fn run(self) -> io::Result<()> {
+        let result = self.accept_loop();
+        self.shared.stop();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.shared.conns().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if let Listener::Unix(_, path) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    /// Runs the server on a new thread.
+    pub fn spawn(self) -> thread::JoinHandle<io::Result<()>> {
+        thread::spawn(move || self.run())
+    }
+
+    fn accept_loop(&self) -> io::Result<()> {
+        loop {
+            let accepted = match &self.listener {
+                Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Stream::Tcp(s)
+                }),
+            };
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::WouldBlock => continue,
+                    // Out of descriptors and the like: wait and retry.
+                    _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
+                        thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    _ => return Err(e),
+                },
+            };
+            self.start_connection(stream);
+        }
+    }
+
+    fn start_connection(&self, stream: Stream) {
+        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        self.shared.conns().insert(id, tx.clone());
+        let cfg = Arc::clone(&self.cfg);
+        let handler = Arc::clone(&self.handler);
+        let shared = Arc::clone(&self.shared);
+        let spawned = thread::Builder::new()
+            .name(format!("qmp-conn-{id}"))
+            .spawn(move || {
+                let events = EventSender {
+                    shared: Arc::clone(&shared),
+                };
+                let mut conn = Conn {
+                    id,
+                    cfg: &cfg,
+                    handler: &*handler,
+                    events: &events,
+                    tx,
+                    rx,
+                };
+                if let Err(e) = conn.serve(stream) {
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    ) {
+                        eprintln!("qmp agent: connection {id}: {e}");
+                    }
+                }
+                shared.conns().remove(&id);
+            });
+        if spawned.is_err() {
+            self.shared.conns().remove(&id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves `HOST:PORT` (helper for clients and tests).
+///
+/// # Errors
+/// Resolution failed or gave nothing.
+pub fn resolve(host_port: &str) -> io::Result<SocketAddr> {
+    host_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing"))
+}
+
+// ---------------------------------------------------------------------------
+// One connection
+
+struct Conn<'s> {
+    id: u64,
+    cfg: &'s ServerConfig,
+    handler: &'s dyn Handler,
+    events: &'s EventSender,
+    tx: Sender<ConnMsg>,
+    rx: Receiver<ConnMsg>,
+}
+
+/// Session state besides the agent.
+struct State {
+    /// Input read but not yet consumed by the agent (backpressure).
+    pending: Vec<u8>,
+    /// The reader waits for an acknowledgement before reading more.
+    reader_waiting: bool,
+    eof: bool,
+    stop: bool,
+    /// Stop the server once output is flushed.
+    stop_server: bool,
+    /// Deferred requests not answered yet.
+    outstanding: HashSet<Token>,
+}
+
+impl Conn<'_> {
+    fn serve(&mut self, stream: Stream) -> io::Result<()> {
+        let cfg = self.cfg;
+        let specs: Vec<CommandSpec<'_>> = cfg
+            .commands
+            .iter()
+            .map(|c| CommandSpec {
+                name: &c.name,
+                allow_oob: c.allow_oob,
+                success_response: c.success_response,
+            })
+            .collect();
+        let throttles: Vec<Throttle<'_>> = cfg
+            .throttle
+            .iter()
+            .map(|(event, window_ms)| Throttle {
+                event,
+                window_ms: *window_ms,
+            })
+            .collect();
+        let mut acfg = if cfg.qga {
+            AgentConfig::qga(&specs)
+        } else {
+            let mut a = AgentConfig::new(cfg.version, &cfg.package, &specs);
+            a.offer_oob = cfg.offer_oob;
+            if cfg.pretty {
+                a.style = Style::QMP_PRETTY;
+            }
+            a
+        };
+        acfg.throttle = &throttles;
+        let mut fb = vec![0u8; cfg.framer_size.max(1)];
+        let mut qb = vec![0u8; cfg.queue_len()];
+        let mut ob = vec![0u8; cfg.out_size];
+        let mut tb = vec![
+            0u8;
+            if throttles.is_empty() {
+                0
+            } else {
+                4 * THROTTLE_SLOT_SIZE
+            }
+        ];
+        let mut bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob);
+        bufs.throttle = &mut tb;
+        let mut agent =
+            Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+
+        let mut out = stream.try_clone()?;
+        let reader_stream = stream.try_clone()?;
+        let (ack_tx, ack_rx) = mpsc::channel::<()>();
+        let reader_tx = self.tx.clone();
+        thread::Builder::new()
+            .name(format!("qmp-read-{}", self.id))
+            .spawn(move || reader(reader_stream, reader_tx, ack_rx))?;
+
+        let start = Instant::now();
+        let mut st = State {
+            pending: Vec::new(),
+            reader_waiting: false,
+            eof: false,
+            stop: false,
+            stop_server: false,
+            outstanding: HashSet::new(),
+        };
+        let mut txbuf = vec![0u8; READ_CHUNK];
+        let result = self.session(&mut agent, &mut out, &mut txbuf, &mut st, &ack_tx, start);
+        agent.handle_eof();
+        stream.shutdown();
+        if st.stop_server {
+            self.events.shared.stop();
+        }
+        result
+    }
+
+    fn session(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+        out: &mut Stream,
+        txbuf: &mut [u8],
+        st: &mut State,
+        ack_tx: &Sender<()>,
+        start: Instant,
+    ) -> io::Result<()> {
+        let now = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        loop {
+            // Input the agent will take now.
+            let mut progress = false;
+            if !st.pending.is_empty() && agent.wants_input() {
+                let used = agent.handle_input(now(), &st.pending);
+                st.pending.drain(..used);
+                progress = used > 0;
+            }
+            if st.pending.is_empty() && st.reader_waiting {
+                st.reader_waiting = false;
+                let _ = ack_tx.send(());
+            }
+            // Requests for the handler.
+            while let Some((token, outcome, deferred, stop)) = self.next_request(agent) {
+                if stop {
+                    st.stop_server = true;
+                }
+                let now_reply = match outcome {
+                    Outcome::Reply(r) => Some(r),
+                    Outcome::Deferred if deferred => {
+                        // Before draining: the completion may already be
+                        // waiting in the channel.
+                        st.outstanding.insert(token);
+                        None
+                    }
+                    Outcome::Deferred => Some(Response::generic_error(
+                        "internal error: deferred without taking a completer",
+                    )),
+                };
+                // Events the handler emitted go out before its reply.
+                self.drain(agent, out, txbuf, st, now())?;
+                if let Some(r) = now_reply {
+                    complete(agent, out, txbuf, token, &r)?;
+                }
+            }
+            flush(agent, out, txbuf)?;
+            if st.stop_server || st.stop {
+                return Ok(());
+            }
+            if st.eof && st.pending.is_empty() && agent.queued() == 0 && st.outstanding.is_empty() {
+                return Ok(());
+            }
+            if progress && !st.pending.is_empty() && agent.wants_input() {
+                continue;
+            }
+            // Wait for input, a completion, an event, or a throttle timer.
+            let msg = match agent.poll_timeout() {
+                Some(due) => {
+                    let wait = due.saturating_sub(now());
+                    match self.rx.recv_timeout(Duration::from_millis(wait)) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return Ok(()),
+                },
+            };
+            if agent.poll_timeout().is_some_and(|due| due <= now()) {
+                agent.handle_timeout(now());
+            }
+            if let Some(m) = msg {
+                self.process(agent, out, txbuf, st, m, now())?;
+            }
+        }
+    }
+
+    /// Hands the next request to the handler.
+    fn next_request(&mut self, agent: &mut Agent<'_, '_>) -> Option<(Token, Outcome, bool, bool)> {
+        let inc = agent.poll_request()?;
+        let name = self
+            .cfg
+            .commands
+            .iter()
+            .find(|c| inc.name.eq_str(&c.name))
+            .map_or("", |c| c.name.as_str());
+        let req = Request {
+            name,
+            oob: inc.exec == Exec::ExecOob,
+            arguments: inc.arguments,
+            id: inc.id,
+        };
+        let mut ctx = Ctx {
+            events: self.events,
+            tx: &self.tx,
+            token: inc.token,
+            conn_id: self.id,
+            deferred: false,
+            stop: false,
+        };
+        let handler = self.handler;
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(&mut ctx, &req)))
+            .unwrap_or_else(|_| Outcome::generic_error("internal error: command handler panicked"));
+        Some((inc.token, outcome, ctx.deferred, ctx.stop))
+    }
+
+    /// Processes every message already waiting, without blocking.
+    fn drain(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+        out: &mut Stream,
+        txbuf: &mut [u8],
+        st: &mut State,
+        now: u64,
+    ) -> io::Result<()> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => self.process(agent, out, txbuf, st, m, now)?,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn process(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+        out: &mut Stream,
+        txbuf: &mut [u8],
+        st: &mut State,
+        msg: ConnMsg,
+        now: u64,
+    ) -> io::Result<()> {
+        match msg {
+            ConnMsg::Input(bytes) => {
+                st.pending.extend_from_slice(&bytes);
+                st.reader_waiting = true;
+            }
+            ConnMsg::Eof => st.eof = true,
+            ConnMsg::Stop => st.stop = true,
+            ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, now)?,
+            ConnMsg::Complete(token, r) => {
+                if st.outstanding.remove(&token) {
+                    complete(agent, out, txbuf, token, &r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the socket into the connection's channel, one chunk at a time: it
+/// waits for an acknowledgement (the chunk was consumed) before reading
+/// more, so a session under backpressure stops reading its socket.
+fn reader(mut stream: Stream, tx: Sender<ConnMsg>, ack: Receiver<()>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                let _ = tx.send(ConnMsg::Eof);
+                return;
+            }
+            Ok(n) => {
+                if tx.send(ConnMsg::Input(buf[..n].to_vec())).is_err() || ack.recv().is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                let _ = tx.send(ConnMsg::Eof);
+                return;
+            }
+        }
+    }
+}
+
+fn flush(agent: &mut Agent<'_, '_>, out: &mut Stream, txbuf: &mut [u8]) -> io::Result<()> {
+    while let Some(n) = agent.poll_transmit(txbuf) {
+        out.write_all(&txbuf[..n])?;
+    }
+    Ok(())
+}
+
+fn complete(
+    agent: &mut Agent<'_, '_>,
+    out: &mut Stream,
+    txbuf: &mut [u8],
+    token: Token,
+    response: &Response,
+) -> io::Result<()> {
+    let mut replacement: Option<Response> = None;
+    for _ in 0..4 {
+        let r = replacement.as_ref().unwrap_or(response);
+        let result = match r {
+            Response::Return(v) => agent.complete(token, CoreReply::Return(v)),
+            Response::Error { class, desc } => {
+                agent.complete(token, CoreReply::Error { class, desc })
+            }
+            Response::NoResponse => agent.complete(token, CoreReply::NoResponse),
+        };
+        match result {
+            Ok(()) | Err(CompleteError::UnknownToken) => return Ok(()),
+            Err(CompleteError::OutputFull { .. }) => flush(agent, out, txbuf)?,
+            Err(CompleteError::ReplyTooLarge { required }) => {
+                replacement = Some(Response::generic_error(format!(
+                    "reply of {required} bytes exceeds the output buffer"
+                )));
+            }
+            Err(e) => replacement = Some(Response::generic_error(format!("{e}"))),
+        }
+    }
+    Ok(())
+}
+
+fn emit(
+    agent: &mut Agent<'_, '_>,
+    out: &mut Stream,
+    txbuf: &mut [u8],
+    ev: &Event,
+    now: u64,
+) -> io::Result<()> {
+    let data = ev
+        .data
+        .as_ref()
+        .map(|d| d as &dyn qmp_core::encode::WriteJson);
+    let e = EventOut {
+        name: &ev.name,
+        data,
+        seconds: ev.seconds,
+        microseconds: ev.microseconds,
+        throttle_key: ev.throttle_key.as_deref(),
+    };
+    for _ in 0..2 {
+        match agent.emit(now, &e) {
+            Err(EmitError::OutputFull { .. }) => flush(agent, out, txbuf)?,
+            // Sent, throttled, dropped before negotiation, or impossible.
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Command-line parsing for `qmp` (hand-rolled, no dependencies).
+//!
+//! Connection options (`--unix`, `--tcp`, `--qga`, `--timeout`) may come
+//! before or after the subcommand; subcommand options (`--count`,
+//! `--duration`) after it. `--opt VALUE` and `--opt=VALUE` both work; `--`
+//! ends options. Each subcommand accepts only the options of its synopsis.
+
+use qmp_std::{Address, Json};
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] exec COMMAND [ARGS_JSON]
+       qmp (--unix PATH | --tcp HOST:PORT) events [--count N] [--duration SECS]
+       qmp (--unix PATH | --tcp HOST:PORT) [--qga] shell
+       qmp agent (--unix PATH | --tcp HOST:PORT) [--qga]
+       qmp demo
+
+  exec     run one command and print its result (ARGS_JSON: a JSON object)
+  events   print events until N arrived or SECS passed (default: forever)
+  shell    interactive prompt
+  agent    serve the demo monitor (guest agent with --qga) until `quit`
+  demo     replay a recorded QEMU session
+
+  --unix PATH        Unix socket
+  --tcp HOST:PORT    TCP address
+  --qga              speak the guest-agent dialect (no greeting/negotiation)
+  --timeout SECS     give up waiting for a reply after SECS";
+
+/// Where and how a client subcommand connects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub address: Address,
+    pub qga: bool,
+    /// `--timeout` (exec only).
+    pub timeout: Option<Duration>,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Help,
+    Demo,
+    Agent {
+        address: Address,
+        qga: bool,
+    },
+    Exec {
+        target: Target,
+        command: String,
+        /// The ARGS_JSON text, checked to be one JSON object.
+        args: Option<String>,
+    },
+    Events {
+        target: Target,
+        count: Option<u64>,
+        duration: Option<Duration>,
+    },
+    Shell {
+        target: Target,
+    },
+}
+
+#[derive(Default)]
+struct Opts {
+    address: Option<Address>,
+    qga: bool,
+    timeout: Option<Duration>,
+    count: Option<u64>,
+    duration: Option<Duration>,
+    /// Options seen, for per-subcommand checks.
+    seen: Vec<&'static str>,
+}
+
+fn secs(opt: &str, v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{opt}: '{v}' is not a number of seconds")),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut opts = Opts::default();
+    let mut words: Vec<&str> = Vec::new();
+    let mut it = args.iter().map(String::as_str);
+    let mut only_words = false;
+    while let Some(arg) = it.next() {
+        if only_words || !arg.starts_with("--") && arg != "-h" {
+            words.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            only_words = true;
+            continue;
+        }
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (arg, None),
+        };
+        let name: &'static str = match name {
+            "--unix" => "--unix",
+            "--tcp" => "--tcp",
+            "--qga" => "--qga",
+            "--timeout" => "--timeout",
+            "--count" => "--count",
+            "--duration" => "--duration",
+            _ => return Err(format!("unknown option '{name}'")),
+        };
+        if opts.seen.contains(&name) {
+            return Err(format!("{name} given twice"));
+        }
+        opts.seen.push(name);
+        if name == "--qga" {
+            if inline.is_some() {
+                return Err("--qga takes no value".to_owned());
+            }
+            opts.qga = true;
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{name} needs a value"))?,
+        };
+        match name {
+            "--unix" | "--tcp" => {
+                if opts.address.is_some() {
+                    return Err("give only one of --unix and --tcp".to_owned());
+                }
+                if value.is_empty() {
+                    return Err(format!("{name}: empty address"));
+                }
+                opts.address = Some(if name == "--unix" {
+                    Address::unix(value)
+                } else {
+                    Address::tcp(value).map_err(|e| format!("--tcp: {e}"))?
+                });
+            }
+            "--timeout" => opts.timeout = Some(secs(name, value)?),
+            "--duration" => opts.duration = Some(secs(name, value)?),
+            _ => {
+                opts.count = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("--count: '{value}' is not a count"))?,
+                );
+            }
+        }
+    }
+    let Some((&sub, rest)) = words.split_first() else {
+        return Err("no subcommand".to_owned());
+    };
+    let allowed: &[&str] = match sub {
+        "demo" => &[],
+        "agent" | "shell" => &["--unix", "--tcp", "--qga"],
+        "exec" => &["--unix", "--tcp", "--qga", "--timeout"],
+        "events" => &["--unix", "--tcp", "--count", "--duration"],
+        _ => return Err(format!("unknown subcommand '{sub}'")),
+    };
+    if let Some(bad) = opts.seen.iter().find(|o| !allowed.contains(o)) {
+        return Err(format!("{bad} is not an option of '{sub}'"));
+    }
+    if sub == "demo" {
+        if let Some(extra) = rest.first() {
+            return Err(format!("unexpected argument '{extra}'"));
+        }
+        return Ok(Command::Demo);
+    }
+    let address = opts
+        .address
+        .ok_or_else(|| format!("'{sub}' needs --unix PATH or --tcp HOST:PORT"))?;
+    let target = Target {
+        address: address.clone(),
+        qga: opts.qga,
+        timeout: opts.timeout,
+    };
+    match sub {
+        "exec" => {
+            let (command, args) = match rest {
+                [] => return Err("exec needs a COMMAND".to_owned()),
+                [c] => (c, None),
+                [c, a] => (c, Some(a)),
+                [_, _, extra, ..] => return Err(format!("unexpected argument '{extra}'")),
+            };
+            if let Some(a) = args {
+                let ok = Json::parse(*a)
+                    .is_ok_and(|j| j.raw().kind() == qmp_core::json::JsonKind::Object);
+                if !ok {
+                    return Err("ARGS_JSON must be one JSON object".to_owned());
+                }
+            }
+            Ok(Command::Exec {
+                target,
+                command: (*command).to_owned(),
+                args: args.map(|a| (*a).to_owned()),
+            })
+        }
+        _ if !rest.is_empty() => Err(format!("unexpected argument '{}'", rest[0])),
+        "agent" => Ok(Command::Agent {
+            address,
+            qga: opts.qga,
+        }),
+        "events" => Ok(Command::Events {
+            target,
+            count: opts.count,
+            duration: opts.duration,
+        }),
+        _ => Ok(Command::Shell { target }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, String> {
+        let v: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+        parse(&v)
+    }
+
+    #[test]
+    fn parses_the_synopsis() {
+        assert_eq!(p("demo"), Ok(Command::Demo));
+        assert_eq!(p("--help"), Ok(Command::Help));
+        assert_eq!(
+            p("agent --unix /tmp/s --qga"),
+            Ok(Command::Agent {
+                address: Address::unix("/tmp/s"),
+                qga: true
+            })
+        );
+        assert_eq!(
+            p("--tcp 127.0.0.1:4444 --timeout 2.5 exec query-status"),
+            Ok(Command::Exec {
+                target: Target {
+                    address: Address::Tcp("127.0.0.1:4444".into()),
+                    qga: false,
+                    timeout: Some(Duration::from_millis(2500)),
+                },
+                command: "query-status".into(),
+                args: None,
+            })
+        );
+        assert!(matches!(
+            p(r#"--unix=/s exec x-sleep {"ms":1}"#),
+            Ok(Command::Exec { args: Some(a), .. }) if a == r#"{"ms":1}"#
+        ));
+        assert!(matches!(
+            p("--unix /s events --count 3 --duration 1"),
+            Ok(Command::Events {
+                count: Some(3),
+                duration: Some(d),
+                ..
+            }) if d == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            p("--unix /s --qga shell"),
+            Ok(Command::Shell { target }) if target.qga
+        ));
+    }
+
+    #[test]
+    fn rejects_misuse() {
+        for bad in [
+            "",
+            "frob",
+            "exec query-status",
+            "--unix /s exec",
+            "--unix /s exec a [1] extra",
+            "--unix /s exec a [1]",
+            "--unix /s exec a {",
+            "--unix /s --tcp h:1 exec a",
+            "--tcp nohost exec a",
+            "--unix /s --qga events",
+            "--unix /s --timeout 1 shell",
+            "--unix /s events --count x",
+            "--unix /s exec a --count 1",
+            "--unix /s --unix /t exec a",
+            "demo --unix /s",
+            "demo extra",
+            "agent",
+            "agent --unix /s extra",
+            "--bogus demo",
+            "--unix",
+        ] {
+            assert!(p(bad).is_err(), "accepted: {bad:?}");
+        }
+    }
+}

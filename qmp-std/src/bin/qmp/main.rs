@@ -1,0 +1,68 @@
+//! The `qmp` command-line tool: see `qmp --help`.
+//!
+//! * `cli.rs` parses the command line into a [`cli::Command`];
+//! * `client_cmds.rs` runs `exec`, `events` and `shell`;
+//! * `agent` serves [`qmp_std::demo`];
+//! * `replay.rs` is `demo` (a recorded session, for now).
+
+mod cli;
+mod client_cmds;
+mod replay;
+
+use cli::Command;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("qmp: {msg} (see 'qmp --help')");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Demo => {
+            replay::demo();
+            ExitCode::SUCCESS
+        }
+        Command::Agent { address, qga } => agent(&address, qga),
+        Command::Exec {
+            target,
+            command,
+            args,
+        } => client_cmds::exec(&target, &command, args.as_deref()),
+        Command::Events {
+            target,
+            count,
+            duration,
+        } => client_cmds::events(&target, count, duration),
+        Command::Shell { target } => client_cmds::shell(&target),
+    }
+}
+
+fn agent(address: &qmp_std::Address, qga: bool) -> ExitCode {
+    let server = match qmp_std::demo::bind(address, qga) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("qmp agent: cannot listen on {address}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "qmp agent: serving the demo {} on {}",
+        if qga { "guest agent" } else { "monitor" },
+        server.local_addr()
+    );
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmp agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
