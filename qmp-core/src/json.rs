@@ -483,9 +483,11 @@ impl<'a> JsonStr<'a> {
                 Fragment::Char(c) => c.encode_utf8(&mut buf).as_bytes(),
             };
             let end = len + piece.len();
-            out.get_mut(len..end)
-                .ok_or(UnescapeError::BufferTooSmall { required })?
-                .copy_from_slice(piece);
+            let dst = out
+                .get_mut(len..end)
+                .ok_or(UnescapeError::BufferTooSmall { required })?;
+            // Not `copy_from_slice` (a panic path where not inlined).
+            dst.iter_mut().zip(piece).for_each(|(d, s)| *d = *s);
             len = end;
         }
         out.get(..len)

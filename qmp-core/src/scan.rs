@@ -780,7 +780,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             let end = self.st.pos;
             let src = input.get(*seg..i).unwrap_or(&[]);
             match self.buf.as_mut().get_mut(end - n..end) {
-                Some(dst) => dst.copy_from_slice(src),
+                // Not `copy_from_slice`: its length check is a panic path
+                // wherever it is not inlined (opt-level "z"); see no-panic/.
+                Some(dst) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
                 None => self.st.skip = Skip::Oversized,
             }
         }
@@ -1245,6 +1247,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// A token of the current message, from `start` to `end`.
     #[inline]
     fn token(&mut self, tok: Tok, start: usize, end: usize) -> Option<Out> {
+        // Overflow is decided here (and at lexical errors), not where bytes
+        // happen to be flushed, so that every chunking agrees.
+        if self.st.skip == Skip::No && self.keep && self.st.pos > self.buf.as_ref().len() {
+            self.st.skip = Skip::Oversized;
+        }
         match tok {
             Tok::LCurly => self.st.braces += 1,
             Tok::RCurly => self.st.braces -= 1,

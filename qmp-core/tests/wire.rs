@@ -489,3 +489,17 @@ fn validate_one_value() {
     assert_eq!(validate(b"", cfg), Err(ValidateError::Empty));
     assert_eq!(validate(b"[1,]", cfg), Err(ValidateError::Invalid));
 }
+
+#[test]
+fn regression_overflow_decided_per_token_not_per_flush() {
+    // Found by the fuzz corpus replay: with bulk copies, a deep message that
+    // also overflowed reported DepthLimit when fed whole but Oversized when
+    // fed byte by byte. Overflow happens first (byte 65), so it is Oversized.
+    let mut input = vec![b'['; 1025];
+    input.extend(vec![b']'; 1025]);
+    input.extend_from_slice(b"{}");
+    assert_eq!(
+        all_chunkings(&input, 64, FramerConfig::new(), 100),
+        vec![Out::Oversized(2050), msg(b"{}")]
+    );
+}
