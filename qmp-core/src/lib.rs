@@ -15,6 +15,7 @@
 //!   deadlines, OOB; typed commands and events.
 //! * [`agent`] — the sans-IO monitor agent (server side), byte-exact with
 //!   QEMU 10, for QMP and the guest-agent dialect.
+//! * [`qga`] — the sans-IO guest-agent client: the 0xFF-delimited sync procedure, lock-step routing.
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
@@ -56,6 +57,7 @@ pub mod client;
 pub mod encode;
 pub mod json;
 pub mod message;
+pub mod qga;
 pub mod scan;
 
 pub use json::{JsonStr, RawJson};

@@ -7,11 +7,14 @@
 //!   [`agent::Handler`] for the commands and an [`agent::EventSender`] to
 //!   broadcast events.
 //! * [`demo`]: the demo monitor agent behind `qmp agent`.
+//! * [`qga`]: [`qga::Qga`], a blocking guest-agent client (sync, ping,
+//!   execute) over Unix/TCP sockets or any `Read + Write`.
 
 pub mod addr;
 pub mod agent;
 pub mod demo;
 pub mod json;
+pub mod qga;
 
 pub use addr::Address;
 pub use json::Json;
