@@ -7,12 +7,17 @@
 //!   [`agent::Handler`] for the commands and an [`agent::EventSender`] to
 //!   broadcast events.
 //! * [`demo`]: the demo monitor agent behind `qmp agent`.
+//! * [`client`]: the blocking QMP client (sockets, timeouts, events,
+//!   subscriptions, pipelining).
+//! * [`fd`]: file-descriptor passing (`SCM_RIGHTS`) on Unix sockets.
 //! * [`qga`]: [`qga::Qga`], a blocking guest-agent client (sync, ping,
 //!   execute) over Unix/TCP sockets or any `Read + Write`.
 
 pub mod addr;
 pub mod agent;
+pub mod client;
 pub mod demo;
+pub mod fd;
 pub mod json;
 pub mod qga;
 

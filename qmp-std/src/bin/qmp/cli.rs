@@ -19,7 +19,7 @@ usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] exec COMMAND
   events   print events until N arrived or SECS passed (default: forever)
   shell    interactive prompt
   agent    serve the demo monitor (guest agent with --qga) until `quit`
-  demo     replay a recorded QEMU session
+  demo     a live session: the demo agent and the client, in-process
 
   --unix PATH        Unix socket
   --tcp HOST:PORT    TCP address

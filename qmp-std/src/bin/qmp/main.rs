@@ -3,11 +3,11 @@
 //! * `cli.rs` parses the command line into a [`cli::Command`];
 //! * `client_cmds.rs` runs `exec`, `events` and `shell`;
 //! * `agent` serves [`qmp_std::demo`];
-//! * `replay.rs` is `demo` (a recorded session, for now).
+//! * `demo_live.rs` is `demo`: the demo agent and the client, live.
 
 mod cli;
 mod client_cmds;
-mod replay;
+mod demo_live;
 
 use cli::Command;
 use std::process::ExitCode;
@@ -26,10 +26,7 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             ExitCode::SUCCESS
         }
-        Command::Demo => {
-            replay::demo();
-            ExitCode::SUCCESS
-        }
+        Command::Demo => demo_live::run(),
         Command::Agent { address, qga } => agent(&address, qga),
         Command::Exec {
             target,
