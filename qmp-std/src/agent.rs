@@ -765,6 +765,9 @@ struct Conn<'s> {
 struct State {
     /// Input read but not yet consumed by the agent (backpressure).
     pending: Vec<u8>,
+    /// How much of `pending` the agent has consumed (dropped in bulk, not
+    /// per request).
+    consumed: usize,
     /// The reader waits for an acknowledgement before reading more.
     reader_waiting: bool,
     eof: bool,
@@ -773,6 +776,16 @@ struct State {
     stop_server: bool,
     /// Deferred requests not answered yet.
     outstanding: HashSet<Token>,
+}
+
+/// Output is written when no more input can be taken at once, or when this
+/// much is waiting.
+const FLUSH_AT: usize = 64 * 1024;
+
+impl State {
+    fn has_pending(&self) -> bool {
+        self.consumed < self.pending.len()
+    }
 }
 
 impl Conn<'_> {
@@ -833,6 +846,7 @@ impl Conn<'_> {
         let start = Instant::now();
         let mut st = State {
             pending: Vec::new(),
+            consumed: 0,
             reader_waiting: false,
             eof: false,
             stop: false,
@@ -862,12 +876,16 @@ impl Conn<'_> {
         loop {
             // Input the agent will take now.
             let mut progress = false;
-            if !st.pending.is_empty() && agent.wants_input() {
-                let used = agent.handle_input(now(), &st.pending);
-                st.pending.drain(..used);
+            if st.has_pending() && agent.wants_input() {
+                let used = agent.handle_input(now(), &st.pending[st.consumed..]);
+                st.consumed += used;
+                if st.consumed == st.pending.len() {
+                    st.pending.clear();
+                    st.consumed = 0;
+                }
                 progress = used > 0;
             }
-            if st.pending.is_empty() && st.reader_waiting {
+            if !st.has_pending() && st.reader_waiting {
                 st.reader_waiting = false;
                 let _ = ack_tx.send(());
             }
@@ -894,14 +912,21 @@ impl Conn<'_> {
                     complete(agent, out, txbuf, token, &r)?;
                 }
             }
+            // More input can be taken at once: batch the replies (one write
+            // for many pipelined requests) unless much output is waiting.
+            let more =
+                progress && st.has_pending() && agent.wants_input() && !st.stop_server && !st.stop;
+            if more && agent.pending_output() < FLUSH_AT {
+                continue;
+            }
             flush(agent, out, txbuf)?;
             if st.stop_server || st.stop {
                 return Ok(());
             }
-            if st.eof && st.pending.is_empty() && agent.queued() == 0 && st.outstanding.is_empty() {
+            if st.eof && !st.has_pending() && agent.queued() == 0 && st.outstanding.is_empty() {
                 return Ok(());
             }
-            if progress && !st.pending.is_empty() && agent.wants_input() {
+            if more {
                 continue;
             }
             // Wait for input, a completion, an event, or a throttle timer.
