@@ -819,9 +819,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
     }
 
-    fn flushed_lex_error(&mut self, input: &[u8], seg: &mut usize, i: usize) -> Option<Out> {
+    /// A lexical error at input byte `i - 1` (already counted). Returns
+    /// where to resume and what to report.
+    fn flushed_lex_error(
+        &mut self,
+        input: &[u8],
+        seg: &mut usize,
+        i: usize,
+    ) -> (usize, Option<Out>) {
         self.flush(input, seg, i);
-        self.lex_error()
+        if self.st.skip == Skip::Oversized {
+            // The bad byte ends the oversized message but is not part of
+            // it: it is lexed again on its own, so a 0xFF sent to
+            // resynchronise (the guest agent's delimiter) is still seen.
+            let len = self.st.pos.saturating_sub(1);
+            self.st = State::new();
+            return (i.saturating_sub(1), Some(Out::Oversized(len)));
+        }
+        (i, self.lex_error())
     }
 
     /// A lexical error at the current byte (already stored): report it and
@@ -922,8 +937,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             continue;
                         }
                         _ => match self.flushed_lex_error(input, seg, i) {
-                            Some(out) => return (i, Some(out)),
-                            None => continue,
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
                         },
                     };
                     let start = self.st.tok_start;
@@ -968,8 +983,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             }
                         }
                         StrStep::LexError => match self.flushed_lex_error(input, seg, i) {
-                            Some(out) => return (i, Some(out)),
-                            None => continue,
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
                         },
                     }
                 }
@@ -1028,8 +1043,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.pos += 1;
                         i += 1;
                         match self.flushed_lex_error(input, seg, i) {
-                            Some(out) => return (i, Some(out)),
-                            None => continue,
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
                         }
                     }
                     // Token ends on lookahead: `b` is not consumed.
