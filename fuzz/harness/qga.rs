@@ -20,7 +20,13 @@ struct Resolved {
     ok_id: Option<Option<u64>>,
 }
 
-fn pump(client: &mut QgaClient<&mut [u8], 4>, now: u64, bytes: &[u8], chunk: usize, seen: &mut Vec<Resolved>) {
+fn pump(
+    client: &mut QgaClient<&mut [u8], 4>,
+    now: u64,
+    bytes: &[u8],
+    chunk: usize,
+    seen: &mut Vec<Resolved>,
+) {
     let mut rest = bytes;
     let mut spins = 0usize;
     while !rest.is_empty() {
@@ -64,7 +70,10 @@ pub fn qga(data: &[u8]) {
     let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
     let mut out = [0u8; 512];
     let token = client.sync(0, id, 1000).expect("sync starts");
-    let n = client.poll_transmit(&mut out).expect("transmit").expect("sync bytes");
+    let n = client
+        .poll_transmit(&mut out)
+        .expect("transmit")
+        .expect("sync bytes");
     assert_eq!(out[0], 0xFF, "the sync starts with the delimiter");
     assert!(n > 1);
     let mut seen = Vec::new();

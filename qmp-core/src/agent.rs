@@ -596,6 +596,9 @@ enum Oob {
         token: u32,
         handed: bool,
     },
+    /// An OOB request in the framer buffer that the agent answers itself
+    /// (an error), waiting for room in the output.
+    Answer,
 }
 
 /// Configuration, output and negotiation state (split from the buffers so
@@ -760,51 +763,60 @@ impl<'a, 'b> Agent<'a, 'b> {
 
     /// Validates and dispatches the OOB request now in the framer buffer.
     fn dispatch_oob(&mut self, token: u32) {
-        let bytes = self.framer.last_message();
-        let msg = Message::from_validated(bytes);
-        let res = msg.request(true);
+        let msg = Message::from_validated(self.framer.last_message());
+        let valid = msg.request(true).ok().map(|req| self.core.lookup(req.name));
+        match valid {
+            Some(Lookup::Found(spec)) if !spec.allow_oob => self.oob_req = Oob::Answer,
+            Some(Lookup::Found(_) | Lookup::Builtin(_)) => {
+                self.oob_req = Oob::Pending {
+                    token,
+                    handed: false,
+                };
+            }
+            Some(Lookup::NotFound) | None => self.oob_req = Oob::Answer,
+        }
+        self.answer_oob();
+    }
+
+    /// Writes the agent's error reply to the OOB request in the framer
+    /// buffer ([`Oob::Answer`]). While the output has no room the request
+    /// stays there (input is not read) and this is retried by `pump`.
+    fn answer_oob(&mut self) {
+        if self.oob_req != Oob::Answer {
+            return;
+        }
+        let msg = Message::from_validated(self.framer.last_message());
         let style = self.core.cfg.style;
-        let reply = match res {
-            Err(bad) => Some(bad),
+        let result = match msg.request(true) {
+            Err(bad) => self.core.out.write(|o| bad_request(o, style, &bad)),
             Ok(req) => match self.core.lookup(req.name) {
-                Lookup::NotFound => {
-                    let _ = self
-                        .core
-                        .out
-                        .write(|o| not_found(o, style, req.id, req.name));
-                    None
-                }
-                Lookup::Found(spec) if !spec.allow_oob => {
-                    let _ = self.core.out.write(|o| {
-                        with_name(req.name, |name| {
-                            encode::write_error(
-                                o,
-                                style,
-                                id_ref(&req.id),
-                                b"GenericError",
-                                &[b"The command ", name, b" does not support OOB"],
-                            )
-                        })
-                    });
-                    None
-                }
-                Lookup::Found(_) | Lookup::Builtin(_) => {
-                    self.oob_req = Oob::Pending {
-                        token,
-                        handed: false,
-                    };
-                    None
-                }
+                Lookup::NotFound => self
+                    .core
+                    .out
+                    .write(|o| not_found(o, style, req.id, req.name)),
+                _ => self.core.out.write(|o| {
+                    with_name(req.name, |name| {
+                        encode::write_error(
+                            o,
+                            style,
+                            id_ref(&req.id),
+                            b"GenericError",
+                            &[b"The command ", name, b" does not support OOB"],
+                        )
+                    })
+                }),
             },
         };
-        if let Some(bad) = reply {
-            let _ = self.core.out.write(|o| bad_request(o, style, &bad));
+        if !self.core.settle(result, style) {
+            return;
         }
+        self.oob_req = Oob::None;
     }
 
     /// Answers queued in-band entries until one needs the application or the
     /// output is full.
     fn pump(&mut self) {
+        self.answer_oob();
         while self.head == Head::Idle {
             let Some((kind, token, body)) = self.queue.front() else {
                 return;
@@ -832,24 +844,10 @@ impl<'a, 'b> Agent<'a, 'b> {
                     }
                 }
             };
-            match result {
-                Err(WriteFail::Full(_)) => return,
-                Ok(_) | Err(WriteFail::TooLarge(_) | WriteFail::Encode(_)) => {
-                    // A reply that can never fit is replaced by a short error.
-                    if let Err(WriteFail::TooLarge(_) | WriteFail::Encode(_)) = result {
-                        let _ = self.core.out.write(|o| {
-                            encode::write_error(
-                                o,
-                                style,
-                                None,
-                                b"GenericError",
-                                &[b"reply too large for the output buffer"],
-                            )
-                        });
-                    }
-                    self.queue.pop();
-                }
+            if !self.core.settle(result, style) {
+                return;
             }
+            self.queue.pop();
         }
     }
 
@@ -1103,6 +1101,28 @@ impl<'a, 'b> Agent<'a, 'b> {
 }
 
 impl<'a, 'b> Core<'a, 'b> {
+    /// After writing one of the agent's own replies: whether it is done
+    /// (`false`: no room now, retry later). A reply that can never fit is
+    /// replaced by a short error, itself retried while there is no room.
+    fn settle(&mut self, result: Result<usize, WriteFail>, style: Style) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(WriteFail::Full(_)) => false,
+            Err(WriteFail::TooLarge(_) | WriteFail::Encode(_)) => !matches!(
+                self.out.write(|o| {
+                    encode::write_error(
+                        o,
+                        style,
+                        None,
+                        b"GenericError",
+                        &[b"reply too large for the output buffer"],
+                    )
+                }),
+                Err(WriteFail::Full(_))
+            ),
+        }
+    }
+
     fn lookup(&self, name: JsonStr<'_>) -> Lookup<'a> {
         if name.eq_str("qmp_capabilities") && self.cfg.dialect == Dialect::Qmp {
             return Lookup::Builtin(Builtin::Capabilities);

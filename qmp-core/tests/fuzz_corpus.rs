@@ -5,6 +5,9 @@
 #[path = "../../fuzz/harness/wire.rs"]
 mod harness;
 
+#[path = "../../fuzz/harness/sessions.rs"]
+mod sessions;
+
 use std::path::PathBuf;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -39,4 +42,19 @@ fn corpus_frame() {
 #[test]
 fn corpus_scan_differential() {
     replay("scan_differential", harness::scan_differential);
+}
+
+#[test]
+fn corpus_agent() {
+    replay("agent", sessions::agent);
+}
+
+#[test]
+fn corpus_client() {
+    replay("client", sessions::client);
+}
+
+#[test]
+fn corpus_roundtrip() {
+    replay("roundtrip", sessions::roundtrip);
 }
