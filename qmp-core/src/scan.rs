@@ -828,13 +828,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         i: usize,
     ) -> (usize, Option<Out>) {
         self.flush(input, seg, i);
-        if self.st.skip == Skip::Oversized {
-            // The bad byte ends the oversized message but is not part of
-            // it: it is lexed again on its own, so a 0xFF sent to
-            // resynchronise (the guest agent's delimiter) is still seen.
-            let len = self.st.pos.saturating_sub(1);
+        let before = self.st.pos.saturating_sub(1);
+        if self.st.skip == Skip::Oversized && self.keep && before > self.buf.as_ref().len() {
+            // The bad byte ends a message that was already too big, but is
+            // not part of it: it is lexed again on its own, so a 0xFF sent
+            // to resynchronise (the guest agent's delimiter) is still seen.
+            // (When only the bad byte does not fit, it belongs to the
+            // oversized message, as for any other byte.)
             self.st = State::new();
-            return (i.saturating_sub(1), Some(Out::Oversized(len)));
+            return (i.saturating_sub(1), Some(Out::Oversized(before)));
         }
         (i, self.lex_error())
     }

@@ -508,3 +508,23 @@ fn regression_overflow_decided_per_token_not_per_flush() {
         vec![Out::Oversized(2050), msg(b"{}")]
     );
 }
+
+#[test]
+fn regression_only_the_bad_byte_overflows() {
+    // Found by the CI fuzz smoke (`frame`): with a 1-byte buffer, `"` then a
+    // control byte. The message without the bad byte fits, so the bad byte
+    // is part of the oversized message (not lexed again): Oversized(2).
+    assert_eq!(
+        all_chunkings(b"\"\x05{}", 1, FramerConfig::new(), 20),
+        vec![Out::Oversized(2), Out::Oversized(2)]
+    );
+    // Already too big before the bad byte: the byte is lexed again.
+    assert_eq!(
+        all_chunkings(b"\"ab\xff{}", 2, FramerConfig::new(), 20),
+        vec![
+            Out::Oversized(3),
+            err(b"JSON parse error, stray '\xff'"),
+            msg(b"{}")
+        ]
+    );
+}
