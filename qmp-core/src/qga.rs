@@ -617,6 +617,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         }
         let mut consumed = 0;
         while let Some(rest) = input.get(consumed..).filter(|r| !r.is_empty()) {
+            // While a delimited sync waits for its 0xFF, the raw stream is
+            // searched for it: whatever state stale bytes left the framer in
+            // (an open string, an oversized message), the 0xFF is seen.
+            // Bytes before it are still framed, for diagnostics.
+            let mut rest = rest;
+            if self.s.awaiting_delimiter() {
+                if let Some(k) = memchr::memchr(DELIMITER, rest) {
+                    if k == 0 {
+                        consumed += 1;
+                        self.s.delimiter_seen();
+                        self.framer.reset();
+                        continue;
+                    }
+                    rest = rest.get(..k).unwrap_or(&[]);
+                }
+            }
             let fed = self.framer.feed(rest);
             consumed += fed.consumed;
             match fed.frame {
@@ -1062,6 +1078,20 @@ impl<const N: usize> Session<N> {
     }
 
     /// Handles a framing error; returns whether an event is to be polled.
+    /// A delimited sync waits for its 0xFF.
+    fn awaiting_delimiter(&self) -> bool {
+        self.sync.as_ref().is_some_and(|s| {
+            s.delimited && s.phase == Phase::Delimiter && matches!(s.st, St::Waiting)
+        })
+    }
+
+    /// The 0xFF of the waiting sync arrived.
+    fn delimiter_seen(&mut self) {
+        if let Some(sync) = self.sync.as_mut() {
+            sync.phase = Phase::Reply;
+        }
+    }
+
     fn frame_error(&mut self, e: FrameError<'_>) -> bool {
         if let FrameError::Stray { token } = e {
             if token.last() == Some(&DELIMITER) {

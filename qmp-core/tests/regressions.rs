@@ -88,3 +88,48 @@ fn too_large_substitute_not_dropped_when_output_full() {
         String::from_utf8_lossy(&want)
     );
 }
+
+/// fuzz `qga` (CI smoke): a stale message exactly as long as the framer
+/// buffer, then our delimited sync reply. The 0xFF was the one byte that
+/// overflowed, so the framer counted it into the oversized message and the
+/// sync never saw its delimiter. The sync now finds the 0xFF in the raw
+/// stream.
+#[test]
+fn qga_delimiter_after_stale_message_filling_the_buffer() {
+    use qmp_core::client::Outcome;
+    use qmp_core::qga::{QgaClient, QgaEvent};
+    let mut buf = [0u8; 64];
+    let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
+    let token = client.sync(0, 3, 1000).unwrap();
+    let mut out = [0u8; 128];
+    assert!(client.poll_transmit(&mut out).unwrap().is_some());
+    let mut stream = b"{\"return\": \"".to_vec();
+    stream.resize(64, b'x');
+    stream.extend_from_slice(b"\xff{\"return\": 3}\n");
+    for chunk_size in [1, 5, 64, 100] {
+        let mut buf = [0u8; 64];
+        let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
+        let token = client.sync(0, 3, 1000).unwrap();
+        let _ = client.poll_transmit(&mut out).unwrap();
+        let mut done = None;
+        for chunk in stream.chunks(chunk_size) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let used = client.handle_input(1, rest);
+                rest = &rest[used..];
+                while let Some(ev) = client.poll_event() {
+                    if let QgaEvent::Resolved {
+                        token: t,
+                        outcome: Outcome::Return(v),
+                    } = ev
+                    {
+                        assert_eq!(t, token);
+                        done = v.as_u64();
+                    }
+                }
+            }
+        }
+        assert_eq!(done, Some(3), "chunk size {chunk_size}");
+    }
+    let _ = token;
+}
