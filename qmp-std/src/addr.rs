@@ -43,3 +43,59 @@ impl fmt::Display for Address {
         }
     }
 }
+
+/// A connected Unix or TCP socket: what the client, the guest-agent client
+/// and the agent runner read and write.
+#[derive(Debug)]
+pub enum Stream {
+    /// A Unix-domain socket.
+    Unix(std::os::unix::net::UnixStream),
+    /// A TCP socket.
+    Tcp(std::net::TcpStream),
+}
+
+impl Stream {
+    /// Another handle to the same socket.
+    ///
+    /// # Errors
+    /// The system refused to duplicate the descriptor.
+    pub fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+
+    /// Shuts both directions down (errors ignored: the peer may be gone).
+    pub fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl std::io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}

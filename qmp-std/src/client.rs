@@ -389,34 +389,7 @@ impl Transport for TcpStream {
 }
 
 /// A Unix or TCP connection (what [`Client::connect`] opens).
-#[derive(Debug)]
-pub enum Stream {
-    /// A Unix-domain socket.
-    Unix(UnixStream),
-    /// A TCP socket.
-    Tcp(TcpStream),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+pub use crate::addr::Stream;
 
 impl Transport for Stream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -117,37 +117,7 @@ impl From<io::Error> for Error {
 }
 
 /// A Unix or TCP stream ([`Qga::connect`]).
-#[derive(Debug)]
-pub enum Stream {
-    /// A Unix socket.
-    Unix(UnixStream),
-    /// A TCP connection.
-    Tcp(TcpStream),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.flush(),
-            Stream::Tcp(s) => s.flush(),
-        }
-    }
-}
+pub use crate::addr::Stream;
 
 type SetTimeout<S> = fn(&S, Option<Duration>) -> io::Result<()>;
 
