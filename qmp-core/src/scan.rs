@@ -61,6 +61,8 @@
 use crate::json::{JsonStr, RawJson};
 use core::fmt;
 
+mod fast;
+
 /// QEMU's nesting limit (`MAX_NESTING` in `json-streamer.c`), and the largest
 /// limit a [`FramerConfig`] accepts.
 pub const MAX_DEPTH: u16 = 1024;
@@ -874,6 +876,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         while let Some(&b) = input.get(i) {
             match self.st.lex {
                 Lex::Start => {
+                    if self.fast_ok() {
+                        let j = self.fast(input, i, seg);
+                        if j != i {
+                            i = j;
+                            continue;
+                        }
+                    }
                     if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
                         if self.st.in_msg {
                             self.st.pos += 1;
