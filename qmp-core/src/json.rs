@@ -394,7 +394,7 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the body contains any backslash escape.
     pub fn has_escapes(&self) -> bool {
-        memchr::memchr(b'\\', self.raw).is_some()
+        has_backslash(self.raw)
     }
 
     /// The value as `&str` without copying, when it has no escapes and is
@@ -416,7 +416,16 @@ impl<'a> JsonStr<'a> {
     /// Literal bytes are compared as they are: a raw modified-UTF-8 NUL
     /// (`C0 80`) does not equal `"\0"` (an escaped `\u0000` does).
     pub fn eq_str(&self, s: &str) -> bool {
-        let mut rest = s.as_bytes();
+        // Decoding only shortens a validated body (every escape is longer
+        // than what it stands for), so most answers need no decoding.
+        let s = s.as_bytes();
+        if s.len() >= self.raw.len() {
+            return self.raw == s && !self.has_escapes();
+        }
+        if !self.has_escapes() {
+            return false;
+        }
+        let mut rest = s;
         for fragment in self.fragments() {
             let mut buf = [0u8; 4];
             let piece: &[u8] = match fragment {
@@ -617,6 +626,17 @@ fn hex4(bytes: &[u8]) -> Option<u32> {
         let d = char::from(b).to_digit(16)?;
         Some(acc << 4 | d)
     })
+}
+
+/// Whether `raw` holds a backslash (short bodies, the usual keys and
+/// names, without a call).
+#[inline]
+fn has_backslash(raw: &[u8]) -> bool {
+    if raw.len() <= 16 {
+        raw.contains(&b'\\')
+    } else {
+        memchr::memchr(b'\\', raw).is_some()
+    }
 }
 
 impl<'a> Iterator for Fragments<'a> {

@@ -436,6 +436,21 @@ impl Key {
             ("data", Key::Data),
             ("timestamp", Key::Timestamp),
         ];
+        if !k.has_escapes() {
+            return match k.raw() {
+                b"execute" => Key::Execute,
+                b"exec-oob" => Key::ExecOob,
+                b"arguments" => Key::Arguments,
+                b"id" => Key::Id,
+                b"QMP" => Key::Qmp,
+                b"event" => Key::Event,
+                b"return" => Key::Return,
+                b"error" => Key::Error,
+                b"data" => Key::Data,
+                b"timestamp" => Key::Timestamp,
+                _ => Key::Other,
+            };
+        }
         KEYS.iter()
             .find(|(s, _)| k.eq_str(s))
             .map_or(Key::Other, |(_, key)| *key)

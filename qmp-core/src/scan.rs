@@ -287,6 +287,8 @@ pub(crate) struct MemberSpan {
     val_start: u32,
     val_end: u32,
     quote: u8,
+    /// The key has no escapes (raw bytes compare as values).
+    plain: bool,
 }
 
 /// One top-level member of an object message.
@@ -416,6 +418,7 @@ fn next_member(bytes: &[u8], pos: usize) -> Option<(MemberSpan, usize)> {
             val_start: val_start as u32,
             val_end: val_end as u32,
             quote,
+            plain: false,
         },
         val_end,
     ))
@@ -614,6 +617,10 @@ struct State {
     key_start: usize,
     key_end: usize,
     key_quote: u8,
+    /// The key has no escapes.
+    key_plain: bool,
+    /// The current string has had no escape so far.
+    str_plain: bool,
     val_start: usize,
     nmem: u8,
     all_tracked: bool,
@@ -645,6 +652,8 @@ impl State {
             key_start: 0,
             key_end: 0,
             key_quote: b'"',
+            key_plain: true,
+            str_plain: true,
             val_start: 0,
             nmem: 0,
             all_tracked: true,
@@ -911,6 +920,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             let run = string_run(rest, b'"');
                             if rest.get(run) == Some(&b'"') {
                                 self.st.quote = b'"';
+                                self.st.str_plain = true;
                                 self.st.pos += run + 1;
                                 i += run + 1;
                                 let start = self.st.tok_start;
@@ -1081,6 +1091,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     fn begin_string(&mut self, quote: u8) {
         self.st.lex = Lex::Str;
         self.st.quote = quote;
+        self.st.str_plain = true;
         self.st.esc = Esc::None;
         self.st.u8_need = 0;
     }
@@ -1189,6 +1200,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         if b == b'\\' {
             self.st.esc = Esc::Backslash;
+            self.st.str_plain = false;
             self.st.esc_start = at;
             return StrStep::Continue;
         }
@@ -1325,6 +1337,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.key_start = start + 1;
                         self.st.key_end = end - 1;
                         self.st.key_quote = self.st.quote;
+                        self.st.key_plain = self.st.str_plain;
                     }
                     self.st.gram = Gram::Colon;
                 }
@@ -1426,6 +1439,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             val_start: self.st.val_start as u32,
             val_end: end as u32,
             quote: self.st.key_quote,
+            plain: self.st.key_plain,
         };
         let buf = self.buf.as_ref();
         let key = JsonStr::from_validated(
@@ -1441,7 +1455,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 let other = buf
                     .get(m.key_start as usize..m.key_end as usize)
                     .unwrap_or(&[]);
-                key.eq_json_str(&JsonStr::from_validated(other, m.quote))
+                if span.plain && m.plain {
+                    key.raw == other
+                } else {
+                    key.eq_json_str(&JsonStr::from_validated(other, m.quote))
+                }
             });
         if duplicate {
             self.syn(SynKind::DuplicateKey, 0, 0);

@@ -13,7 +13,52 @@
 //! input still gives the same frames: the fast path only changes how fast
 //! they come.
 
-use super::{bit, string_run, Framer, Gram, Skip};
+use super::{bit, set_bit, string_run, Framer, Gram, Skip};
+
+/// The grammar position, as the fast path keeps it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// A key (`Gram::Key`), or a key or `}` (`Gram::KeyOrEnd`).
+    Key { or_end: bool },
+    /// A `:`.
+    Colon,
+    /// A value (`Gram::Value`), or a value or `]` (`Gram::ValueOrEnd`).
+    Value { or_end: bool },
+    /// A `,` or the container's closer (`Gram::CommaOrEnd`).
+    After,
+}
+
+impl At {
+    fn of(gram: Gram) -> Option<At> {
+        Some(match gram {
+            Gram::Key => At::Key { or_end: false },
+            Gram::KeyOrEnd => At::Key { or_end: true },
+            Gram::Colon => At::Colon,
+            Gram::Value => At::Value { or_end: false },
+            Gram::ValueOrEnd => At::Value { or_end: true },
+            Gram::CommaOrEnd => At::After,
+            Gram::Done | Gram::Errored => return None,
+        })
+    }
+
+    fn gram(self) -> Gram {
+        match self {
+            At::Key { or_end: false } => Gram::Key,
+            At::Key { or_end: true } => Gram::KeyOrEnd,
+            At::Colon => Gram::Colon,
+            At::Value { or_end: false } => Gram::Value,
+            At::Value { or_end: true } => Gram::ValueOrEnd,
+            At::After => Gram::CommaOrEnd,
+        }
+    }
+}
+
+#[inline(always)]
+fn is_ws(b: u8) -> bool {
+    // A bit test, not a jump table: this is asked of almost every byte.
+    const WS: u64 = 1 << b' ' | 1 << b'\t' | 1 << b'\r' | 1 << b'\n';
+    b <= b' ' && WS >> b & 1 == 1
+}
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// Whether [`Framer::fast`] may run: between tokens of a message being
@@ -27,6 +72,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// docs) and returns where it stopped.
     #[inline(never)]
     pub(super) fn fast(&mut self, input: &[u8], start: usize, seg: &mut usize) -> usize {
+        let Some(mut at) = At::of(self.st.gram) else {
+            return start;
+        };
         // No byte past `end` may be consumed: the message would no longer
         // fit, which the general machine decides token by token.
         let room = if self.keep {
@@ -40,182 +88,211 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let base = self.st.pos.wrapping_sub(start);
         let max_depth = i64::from(self.cfg.max_depth);
         let mut i = start;
-        let mut gram = self.st.gram;
+        let mut depth = self.st.depth;
+        // The innermost container is an array; it is the top-level object.
+        let mut arr = depth > 0 && bit(&self.arrays, depth - 1);
+        let mut top = depth == 1 && !arr;
         'tokens: loop {
-            let Some(&b) = win.get(i) else { break };
-            if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
-                i += 1;
-                continue;
-            }
-            match gram {
-                Gram::CommaOrEnd => {
-                    let array = self.st.depth > 0 && bit(&self.arrays, self.st.depth - 1);
-                    match (b, array) {
-                        (b',', false) => gram = Gram::Key,
-                        (b',', true) => gram = Gram::Value,
-                        (b'}', false) | (b']', true) => {
-                            if !self.fast_close(b) {
-                                break;
-                            }
-                            i += 1;
-                            gram = self.fast_after_value(input, seg, i, base);
-                            if gram != Gram::CommaOrEnd {
-                                break;
-                            }
-                            continue;
-                        }
-                        _ => break,
+            let Some(&(mut b)) = win.get(i) else { break };
+            if at == At::After {
+                if b == b',' {
+                    i += 1;
+                    at = if arr {
+                        At::Value { or_end: false }
+                    } else {
+                        At::Key { or_end: false }
+                    };
+                    let Some(&c) = win.get(i) else { break };
+                    b = c;
+                } else if b == if arr { b']' } else { b'}' } {
+                    // Closing the message, or a container that sat where
+                    // a key belongs (an error): the general machine's job.
+                    if depth <= 1 || bit(&self.keys, depth - 1) {
+                        break;
+                    }
+                    if arr {
+                        self.st.brackets -= 1;
+                    } else {
+                        self.st.braces -= 1;
                     }
                     i += 1;
+                    depth -= 1;
+                    arr = bit(&self.arrays, depth - 1);
+                    top = depth == 1 && !arr;
+                    if top && !self.fast_member(input, seg, i, base, depth) {
+                        at = At::After;
+                        break;
+                    }
+                    continue;
+                } else if is_ws(b) {
+                    i += 1;
+                    continue;
+                } else {
+                    break;
                 }
-                Gram::Key | Gram::KeyOrEnd => {
+            }
+            if is_ws(b) {
+                i += 1;
+                // Usually one space: look at once at what follows.
+                let Some(&c) = win.get(i) else { break };
+                if is_ws(c) {
+                    continue;
+                }
+                b = c;
+            }
+            match at {
+                At::Key { or_end } => {
                     if b == b'"' {
                         let Some(e) = plain_string(win, i) else { break };
-                        if self.st.depth == 1 {
+                        if top {
                             self.st.key_start = i.wrapping_add(base) + 1;
                             self.st.key_end = e.wrapping_add(base) - 1;
                             self.st.key_quote = b'"';
+                            self.st.key_plain = true;
                         }
                         self.st.quote = b'"';
                         i = e;
                         // Usually `": "` follows at once.
-                        if win.get(i) == Some(&b':') {
-                            i += 1;
-                            gram = Gram::Value;
-                            if win.get(i) == Some(&b' ') {
-                                i += 1;
-                            }
-                        } else {
-                            gram = Gram::Colon;
-                        }
-                        continue;
-                    }
-                    if b == b'}' && gram == Gram::KeyOrEnd {
-                        if !self.fast_close(b) {
-                            break;
+                        if win.get(i) != Some(&b':') {
+                            at = At::Colon;
+                            continue;
                         }
                         i += 1;
-                        gram = self.fast_after_value(input, seg, i, base);
-                        if gram != Gram::CommaOrEnd {
+                        at = At::Value { or_end: false };
+                        let Some(&c) = win.get(i) else { break };
+                        b = c;
+                        if b == b' ' {
+                            i += 1;
+                            let Some(&c) = win.get(i) else { break };
+                            b = c;
+                        }
+                        if is_ws(b) {
+                            continue;
+                        }
+                    } else if b == b'}' && or_end {
+                        // `{}`
+                        if depth <= 1 || bit(&self.keys, depth - 1) {
+                            break;
+                        }
+                        self.st.braces -= 1;
+                        i += 1;
+                        depth -= 1;
+                        arr = bit(&self.arrays, depth - 1);
+                        top = depth == 1 && !arr;
+                        at = At::After;
+                        if top && !self.fast_member(input, seg, i, base, depth) {
                             break;
                         }
                         continue;
+                    } else {
+                        break;
                     }
-                    break;
                 }
-                Gram::Colon => {
+                At::Colon => {
                     if b != b':' {
                         break;
                     }
                     i += 1;
-                    gram = Gram::Value;
+                    at = At::Value { or_end: false };
+                    continue;
                 }
-                Gram::Value | Gram::ValueOrEnd => {
-                    let value_start = i;
-                    match b {
-                        b'"' => {
-                            let Some(e) = plain_string(win, i) else { break };
-                            self.st.quote = b'"';
-                            i = e;
-                        }
-                        b'{' | b'[' => {
-                            if self.st.braces + self.st.brackets >= max_depth {
-                                break;
-                            }
-                            if self.st.depth == 1 && !bit(&self.arrays, 0) {
-                                self.st.val_start = i.wrapping_add(base);
-                            }
-                            let array = b == b'[';
-                            if array {
-                                self.st.brackets += 1;
-                                gram = Gram::ValueOrEnd;
-                            } else {
-                                self.st.braces += 1;
-                                gram = Gram::KeyOrEnd;
-                            }
-                            self.push(array, false);
-                            i += 1;
-                            continue 'tokens;
-                        }
-                        b']' if gram == Gram::ValueOrEnd => {
-                            if !self.fast_close(b) {
-                                break;
-                            }
-                            i += 1;
-                            gram = self.fast_after_value(input, seg, i, base);
-                            if gram != Gram::CommaOrEnd {
-                                break;
-                            }
-                            continue 'tokens;
-                        }
-                        b'-' | b'0'..=b'9' => {
-                            let Some(e) = number(win, input, i) else {
-                                break;
-                            };
-                            i = e;
-                        }
-                        b't' | b'f' | b'n' => {
-                            let Some(e) = keyword(win, input, i) else {
-                                break;
-                            };
-                            i = e;
-                        }
-                        _ => break,
-                    }
-                    // A scalar value ended at `i`.
-                    if self.st.depth == 1 && !bit(&self.arrays, 0) {
-                        self.st.val_start = value_start.wrapping_add(base);
-                    }
-                    gram = self.fast_after_value(input, seg, i, base);
-                    if gram != Gram::CommaOrEnd {
+                At::Value { .. } | At::After => {}
+            }
+            // A value (or `]`) at `i`, which holds `b`.
+            let value_start = i;
+            match b {
+                b'"' => {
+                    let Some(e) = plain_string(win, i) else { break };
+                    self.st.quote = b'"';
+                    i = e;
+                }
+                b'{' | b'[' => {
+                    if self.st.braces + self.st.brackets >= max_depth {
                         break;
                     }
+                    if top {
+                        self.st.val_start = i.wrapping_add(base);
+                    }
+                    arr = b == b'[';
+                    if arr {
+                        self.st.brackets += 1;
+                        at = At::Value { or_end: true };
+                    } else {
+                        self.st.braces += 1;
+                        at = At::Key { or_end: true };
+                    }
+                    set_bit(&mut self.arrays, depth, arr);
+                    set_bit(&mut self.keys, depth, false);
+                    depth += 1;
+                    top = false;
+                    i += 1;
+                    continue 'tokens;
                 }
-                Gram::Done | Gram::Errored => break,
+                b']' if at == (At::Value { or_end: true }) => {
+                    // `[]`
+                    if depth <= 1 || bit(&self.keys, depth - 1) {
+                        break;
+                    }
+                    self.st.brackets -= 1;
+                    i += 1;
+                    depth -= 1;
+                    arr = bit(&self.arrays, depth - 1);
+                    top = depth == 1 && !arr;
+                    at = At::After;
+                    if top && !self.fast_member(input, seg, i, base, depth) {
+                        break;
+                    }
+                    continue 'tokens;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let Some(e) = number(win, input, i) else {
+                        break;
+                    };
+                    i = e;
+                }
+                b't' | b'f' | b'n' => {
+                    let Some(e) = keyword(win, input, i) else {
+                        break;
+                    };
+                    i = e;
+                }
+                _ => break,
+            }
+            // A scalar value ended at `i`.
+            at = At::After;
+            if top {
+                self.st.val_start = value_start.wrapping_add(base);
+                if !self.fast_member(input, seg, i, base, depth) {
+                    break;
+                }
             }
         }
         self.st.pos = i.wrapping_add(base);
+        self.st.depth = depth;
         if self.st.err.is_none() {
-            self.st.gram = gram;
+            self.st.gram = at.gram();
         }
         i
     }
 
-    /// Closes the innermost container with `b` (which matches it), unless
-    /// that is the general machine's job: the message's last token, or a
-    /// container that sits where a key belongs (an error).
+    /// A top-level member's value ended at input `i`: records it (its key
+    /// is compared with the earlier ones in the buffer, so what has been
+    /// consumed is stored first). False when that found a duplicate key.
     #[inline(always)]
-    fn fast_close(&mut self, b: u8) -> bool {
-        let depth = self.st.depth;
-        if depth <= 1 || bit(&self.keys, depth - 1) {
-            return false;
-        }
-        if b == b']' {
-            self.st.brackets -= 1;
-        } else {
-            self.st.braces -= 1;
-        }
-        self.st.depth = depth - 1;
-        true
-    }
-
-    /// A value ended at input `i`: the next grammar state, after recording
-    /// a top-level member (which may find a duplicate key and so end the
-    /// fast path with an error recorded).
-    #[inline(always)]
-    fn fast_after_value(&mut self, input: &[u8], seg: &mut usize, i: usize, base: usize) -> Gram {
-        if self.st.depth == 1 && !bit(&self.arrays, 0) {
-            self.st.pos = i.wrapping_add(base);
-            // The member's key is compared with the earlier ones in the
-            // buffer: store what has been consumed so far.
-            self.flush(input, seg, i);
-            self.st.gram = Gram::CommaOrEnd;
-            self.member(self.st.pos);
-            if self.st.err.is_some() {
-                return Gram::Errored;
-            }
-        }
-        Gram::CommaOrEnd
+    fn fast_member(
+        &mut self,
+        input: &[u8],
+        seg: &mut usize,
+        i: usize,
+        base: usize,
+        depth: u16,
+    ) -> bool {
+        self.st.pos = i.wrapping_add(base);
+        self.st.depth = depth;
+        self.st.gram = Gram::CommaOrEnd;
+        self.flush(input, seg, i);
+        self.member(self.st.pos);
+        self.st.err.is_none()
     }
 }
 
@@ -224,9 +301,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 /// ASCII other than `\` in between.
 #[inline(always)]
 fn plain_string(win: &[u8], i: usize) -> Option<usize> {
-    let rest = win.get(i + 1..)?;
+    let body = i + 1;
+    if let Some(w) = win.get(body..body + 16) {
+        // Strings of up to 15 bytes (most keys and names) without a
+        // data-dependent branch: the first flagged byte of 16.
+        let (lo, hi) = w.split_at(8);
+        let a = special(lo);
+        let b = special(hi);
+        let (ta, tb) = (a.trailing_zeros(), b.trailing_zeros());
+        // ta + tb when the first word has nothing flagged (ta == 64).
+        let at = ((ta + (tb & 0u32.wrapping_sub(ta >> 6))) / 8) as usize;
+        if at < 16 {
+            return (w.get(at) == Some(&b'"')).then_some(body + at + 1);
+        }
+    }
+    let rest = win.get(body..)?;
     let run = string_run(rest, b'"');
-    (rest.get(run) == Some(&b'"')).then_some(i + run + 2)
+    (rest.get(run) == Some(&b'"')).then_some(body + run + 1)
+}
+
+/// The high bit of each byte of `w` (8 bytes) that is `"`, `\\`, a control
+/// byte or not ASCII, exact up to the first one (0 if none).
+#[inline(always)]
+fn special(w: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LO: u64 = 0x2020_2020_2020_2020;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut b = [0u8; 8];
+    b.iter_mut().zip(w).for_each(|(d, s)| *d = *s);
+    let x = u64::from_le_bytes(b);
+    let xq = x ^ (ONES * u64::from(b'"'));
+    let xb = x ^ (ONES * u64::from(b'\\'));
+    ((xq.wrapping_sub(ONES) & !xq) | (xb.wrapping_sub(ONES) & !xb) | x.wrapping_sub(LO) | x) & HI
 }
 
 /// Whether `b` ends a number or keyword in a way the fast path handles: a
