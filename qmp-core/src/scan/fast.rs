@@ -92,8 +92,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // The innermost container is an array; it is the top-level object.
         let mut arr = depth > 0 && bit(&self.arrays, depth - 1);
         let mut top = depth == 1 && !arr;
-        'tokens: loop {
-            let Some(&(mut b)) = win.get(i) else { break };
+        'tokens: while let Some(&c) = win.get(i) {
+            let mut b = c;
             if at == At::After {
                 if b == b',' {
                     i += 1;
