@@ -32,7 +32,11 @@
 //!
 //! No recursion: nesting is kept in a bit stack, so 10⁵ nested `[` cost
 //! linear time and constant stack. String bodies are skipped with `memchr`
-//! and a word-at-a-time check for control and non-ASCII bytes.
+//! and a word-at-a-time check for control and non-ASCII bytes. Between the
+//! first and last token of a message, a fast path with the grammar laid out
+//! as code takes the common tokens (plain strings, integers, keywords,
+//! structure) and hands anything else back to the state machine at a token
+//! boundary, so every chunking still gives the same frames.
 //!
 //! ```
 //! use qmp_core::scan::{Frame, FrameError, Framer};
