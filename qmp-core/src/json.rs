@@ -416,6 +416,10 @@ impl<'a> JsonStr<'a> {
     /// Literal bytes are compared as they are: a raw modified-UTF-8 NUL
     /// (`C0 80`) does not equal `"\0"` (an escaped `\u0000` does).
     pub fn eq_str(&self, s: &str) -> bool {
+        if !self.has_escapes() {
+            // Only literal bytes: compared as they are.
+            return self.raw == s.as_bytes();
+        }
         let mut rest = s.as_bytes();
         for fragment in self.fragments() {
             let mut buf = [0u8; 4];
