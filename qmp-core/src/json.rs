@@ -236,6 +236,26 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
+impl<'a> Members<'a> {
+    /// Where the next member starts (an offset into the object's text), to
+    /// come back to it with [`RawJson::member_at`].
+    pub(crate) const fn pos(&self) -> usize {
+        self.tokens.pos
+    }
+}
+
+impl<'a> RawJson<'a> {
+    /// The member starting at `pos`, an offset [`Members::pos`] returned
+    /// for this object.
+    pub(crate) fn member_at(&self, pos: usize) -> Option<(JsonStr<'a>, RawJson<'a>)> {
+        Members {
+            tokens: Tokens::at(self.bytes, pos),
+            done: self.kind() != JsonKind::Object,
+        }
+        .next()
+    }
+}
+
 /// Iterator over the elements of an array.
 #[derive(Clone, Debug)]
 pub struct Elements<'a> {
