@@ -48,6 +48,18 @@ impl<'a> RawJson<'a> {
         RawJson { bytes }
     }
 
+    /// Wraps bytes already validated once (the exact span [`validate`]
+    /// returned, kept by the caller), without scanning them again.
+    ///
+    /// Bytes that are not one valid JSON value do no harm beyond wrong
+    /// answers: every accessor is total (see the module docs), and writers
+    /// fail with `InvalidJson` or write garbage.
+    ///
+    /// [`validate`]: crate::scan::validate
+    pub const fn assume_validated(bytes: &'a [u8]) -> Self {
+        RawJson { bytes }
+    }
+
     /// The value's bytes, exactly as received.
     pub const fn as_bytes(&self) -> &'a [u8] {
         self.bytes
