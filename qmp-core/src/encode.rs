@@ -589,6 +589,17 @@ fn write_g17(w: &mut JsonWriter<'_>, v: f64) -> Result<(), EncodeError> {
 /// Writes a number token the way QEMU re-prints it after parsing: an
 /// integer that fits `i64` or `u64` as such, anything else as a double.
 fn write_number(w: &mut JsonWriter<'_>, text: &[u8]) -> Result<(), EncodeError> {
+    // An integer already as QEMU prints it (no leading zero, no `-0`) that
+    // surely fits `i64` (at most 18 digits) is written as it is.
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if (digits == b"0" && digits.len() == text.len())
+        || (matches!(digits.first(), Some(b'1'..=b'9'))
+            && digits.len() <= 18
+            && digits.iter().all(u8::is_ascii_digit))
+    {
+        w.put(text);
+        return Ok(());
+    }
     let s = core::str::from_utf8(text).map_err(|_| EncodeError::InvalidJson)?;
     if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
         if let Ok(v) = s.parse::<i64>() {
