@@ -684,6 +684,8 @@ struct Slot {
     index: u16,
     /// Where the member starts in the object's text.
     pos: u32,
+    /// Where its value ends.
+    end: u32,
 }
 
 type Order = heapless::Vec<Slot, ORDER_SLOTS>;
@@ -746,8 +748,14 @@ fn push_order(obj: RawJson<'_>, order: &mut Order) -> bool {
             u16::try_from(json_str_bucket(k)),
             u16::try_from(index),
             u32::try_from(pos),
+            u32::try_from(members.pos()),
         ) {
-            (Ok(bucket), Ok(index), Ok(pos)) => Slot { bucket, index, pos },
+            (Ok(bucket), Ok(index), Ok(pos), Ok(end)) => Slot {
+                bucket,
+                index,
+                pos,
+                end,
+            },
             _ => {
                 order.truncate(start);
                 return false;
@@ -829,7 +837,7 @@ fn write_raw(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), EncodeErr
             Frame::Sorted { obj, next, end, .. } => {
                 let slot = order.get(*next).filter(|_| *next < *end);
                 *next += 1;
-                let member = slot.and_then(|s| obj.member_at(s.pos as usize));
+                let member = slot.and_then(|s| obj.member_at(s.pos as usize, s.end as usize));
                 (member.map(|(k, v)| (Some(k), v)), b'}')
             }
             Frame::Object { obj, last } => {

@@ -257,14 +257,19 @@ impl<'a> Members<'a> {
 }
 
 impl<'a> RawJson<'a> {
-    /// The member starting at `pos`, an offset [`Members::pos`] returned
-    /// for this object.
-    pub(crate) fn member_at(&self, pos: usize) -> Option<(JsonStr<'a>, RawJson<'a>)> {
-        Members {
-            tokens: Tokens::at(self.bytes, pos),
-            done: self.kind() != JsonKind::Object,
+    /// The member between `pos` and `end`, offsets [`Members::pos`]
+    /// returned for this object before and after it.
+    pub(crate) fn member_at(&self, pos: usize, end: usize) -> Option<(JsonStr<'a>, RawJson<'a>)> {
+        if self.kind() != JsonKind::Object {
+            return None;
         }
-        .next()
+        let mut tokens = Tokens::at(self.bytes.get(..end)?, pos);
+        let Some(Token::String(key)) = tokens.next_token() else {
+            return None;
+        };
+        tokens.skip_separators();
+        let value = self.bytes.get(tokens.pos..end)?;
+        Some((key, RawJson::from_validated(value)))
     }
 }
 
