@@ -356,7 +356,7 @@ impl<'a> Tokens<'a> {
                 let body = rest.get(1..)?;
                 let mut i = 0;
                 loop {
-                    let off = memchr::memchr2(first, b'\\', body.get(i..)?)?;
+                    let off = find_quote_or_backslash(first, body.get(i..)?)?;
                     let at = i + off;
                     if body.get(at) == Some(&first) {
                         let raw = body.get(..at)?;
@@ -403,6 +403,30 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// Bytes searched with a plain loop before `memchr` takes over: most keys
+/// and values are shorter, and `memchr`'s setup costs more than the loop.
+const SHORT: usize = 16;
+
+/// The first `\\` in `bytes` (see [`SHORT`]).
+fn find_backslash(bytes: &[u8]) -> Option<usize> {
+    let head = bytes.get(..SHORT).unwrap_or(bytes);
+    if let Some(at) = head.iter().position(|&b| b == b'\\') {
+        return Some(at);
+    }
+    let tail = bytes.get(SHORT..)?;
+    memchr::memchr(b'\\', tail).map(|at| at + SHORT)
+}
+
+/// The first `quote` or `\\` in `bytes` (see [`SHORT`]).
+fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
+    let head = bytes.get(..SHORT).unwrap_or(bytes);
+    if let Some(at) = head.iter().position(|&b| b == quote || b == b'\\') {
+        return Some(at);
+    }
+    let tail = bytes.get(SHORT..)?;
+    memchr::memchr2(quote, b'\\', tail).map(|at| at + SHORT)
+}
+
 /// The body of a JSON string (between the quotes, escapes not yet decoded),
 /// borrowed from a validated message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -431,7 +455,7 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the body contains any backslash escape.
     pub fn has_escapes(&self) -> bool {
-        memchr::memchr(b'\\', self.raw).is_some()
+        find_backslash(self.raw).is_some()
     }
 
     /// The value as `&str` without copying, when it has no escapes and is
@@ -666,7 +690,7 @@ impl<'a> Iterator for Fragments<'a> {
     fn next(&mut self) -> Option<Fragment<'a>> {
         let (&first, after) = self.rest.split_first()?;
         if first != b'\\' {
-            let end = memchr::memchr(b'\\', self.rest).unwrap_or(self.rest.len());
+            let end = find_backslash(self.rest).unwrap_or(self.rest.len());
             let (literal, rest) = self.rest.split_at_checked(end)?;
             self.rest = rest;
             return Some(Fragment::Literal(literal));
