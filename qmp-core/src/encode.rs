@@ -589,6 +589,17 @@ fn write_g17(w: &mut JsonWriter<'_>, v: f64) -> Result<(), EncodeError> {
 /// Writes a number token the way QEMU re-prints it after parsing: an
 /// integer that fits `i64` or `u64` as such, anything else as a double.
 fn write_number(w: &mut JsonWriter<'_>, text: &[u8]) -> Result<(), EncodeError> {
+    // An integer already as QEMU prints it (no leading zero, no `-0`) that
+    // surely fits `i64` (at most 18 digits) is written as it is.
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if (digits == b"0" && digits.len() == text.len())
+        || (matches!(digits.first(), Some(b'1'..=b'9'))
+            && digits.len() <= 18
+            && digits.iter().all(u8::is_ascii_digit))
+    {
+        w.put(text);
+        return Ok(());
+    }
     let s = core::str::from_utf8(text).map_err(|_| EncodeError::InvalidJson)?;
     if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
         if let Ok(v) = s.parse::<i64>() {
@@ -645,6 +656,10 @@ impl TdbHash {
 /// Bucket of a peer's key: hashed over its unescaped bytes as QEMU stores
 /// them (modified UTF-8: `\u0000` is `C0 80`).
 pub(crate) fn json_str_bucket(key: JsonStr<'_>) -> u32 {
+    if !key.has_escapes() {
+        // Literal bytes are stored as they are.
+        return qdict_bucket(key.raw());
+    }
     let mut h = TdbHash::default();
     key.qemu_bytes().for_each(|b| h.push(b));
     h.finish() % QDICT_BUCKETS
@@ -657,8 +672,35 @@ pub(crate) fn json_str_bucket(key: JsonStr<'_>) -> u32 {
 /// written in input order.
 const MAX_REORDER_DEPTH: usize = 32;
 
+/// Members whose QEMU order is worked out once per object, for all the
+/// objects being written at once (nested ones after their parents); an
+/// object that does not fit any more is ordered member by member instead.
+const ORDER_SLOTS: usize = 64;
+
+/// One member of an object in [`write_raw`]'s order table.
+#[derive(Clone, Copy)]
+struct Slot {
+    bucket: u16,
+    index: u16,
+    /// Where the member starts in the object's text.
+    pos: u32,
+    /// Where its value ends.
+    end: u32,
+}
+
+type Order = heapless::Vec<Slot, ORDER_SLOTS>;
+
 enum Frame<'a> {
     Array(crate::json::Elements<'a>),
+    /// An object whose members are `order[next..end]`, sorted; `order` is
+    /// cut back to `start` when it is closed.
+    Sorted {
+        obj: RawJson<'a>,
+        start: usize,
+        next: usize,
+        end: usize,
+    },
+    /// An object too large for the order table.
     Object {
         obj: RawJson<'a>,
         /// (bucket, input index) of the member written last.
@@ -690,6 +732,47 @@ fn next_member<'a>(
     best
 }
 
+/// Appends the members of `obj` to `order` in the order QEMU writes them
+/// (bucket ascending, then input index descending, as [`next_member`]).
+/// `false` (and `order` as it was) when they do not all fit.
+fn push_order(obj: RawJson<'_>, order: &mut Order) -> bool {
+    let start = order.len();
+    let mut members = obj.members();
+    let mut index = 0usize;
+    loop {
+        let pos = members.pos();
+        let Some((k, _)) = members.next() else {
+            break;
+        };
+        let slot = match (
+            u16::try_from(json_str_bucket(k)),
+            u16::try_from(index),
+            u32::try_from(pos),
+            u32::try_from(members.pos()),
+        ) {
+            (Ok(bucket), Ok(index), Ok(pos), Ok(end)) => Slot {
+                bucket,
+                index,
+                pos,
+                end,
+            },
+            _ => {
+                order.truncate(start);
+                return false;
+            }
+        };
+        if order.push(slot).is_err() {
+            order.truncate(start);
+            return false;
+        }
+        index += 1;
+    }
+    if let Some(slots) = order.get_mut(start..) {
+        slots.sort_unstable_by(|a, b| a.bucket.cmp(&b.bucket).then(b.index.cmp(&a.index)));
+    }
+    true
+}
+
 fn write_scalar(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), EncodeError> {
     match value.kind() {
         JsonKind::String => {
@@ -714,33 +797,49 @@ fn emit<'a>(
     w: &mut JsonWriter<'_>,
     value: RawJson<'a>,
     stack: &mut heapless::Vec<Frame<'a>, MAX_REORDER_DEPTH>,
+    order: &mut Order,
 ) -> Result<(), EncodeError> {
-    let frame = match value.kind() {
-        JsonKind::Object => Frame::Object {
-            obj: value,
-            last: None,
-        },
-        JsonKind::Array => Frame::Array(value.elements()),
+    let (frame, opener) = match value.kind() {
+        JsonKind::Object if stack.is_full() => return write_stream(w, value),
+        JsonKind::Object => {
+            let start = order.len();
+            let frame = if push_order(value, order) {
+                Frame::Sorted {
+                    obj: value,
+                    start,
+                    next: start,
+                    end: order.len(),
+                }
+            } else {
+                Frame::Object {
+                    obj: value,
+                    last: None,
+                }
+            };
+            (frame, b'{')
+        }
+        JsonKind::Array if stack.is_full() => return write_stream(w, value),
+        JsonKind::Array => (Frame::Array(value.elements()), b'['),
         _ => return write_scalar(w, value),
     };
-    if stack.is_full() {
-        return write_stream(w, value);
-    }
-    w.open(if matches!(frame, Frame::Array(_)) {
-        b'['
-    } else {
-        b'{'
-    });
+    w.open(opener);
     stack.push(frame).map_err(|_| EncodeError::Unsupported)
 }
 
 /// Writes `value` in QEMU's form and key order, without recursion.
 fn write_raw(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), EncodeError> {
     let mut stack = heapless::Vec::new();
-    emit(w, value, &mut stack)?;
+    let mut order = Order::new();
+    emit(w, value, &mut stack, &mut order)?;
     while let Some(top) = stack.last_mut() {
         let (next, closer) = match top {
             Frame::Array(elements) => (elements.next().map(|e| (None, e)), b']'),
+            Frame::Sorted { obj, next, end, .. } => {
+                let slot = order.get(*next).filter(|_| *next < *end);
+                *next += 1;
+                let member = slot.and_then(|s| obj.member_at(s.pos as usize, s.end as usize));
+                (member.map(|(k, v)| (Some(k), v)), b'}')
+            }
             Frame::Object { obj, last } => {
                 let next = next_member(*obj, *last).map(|(k, v, b, i)| {
                     *last = Some((b, i));
@@ -756,10 +855,12 @@ fn write_raw(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), EncodeErr
                     w.quoted_json_str(key);
                     w.colon();
                 }
-                emit(w, value, &mut stack)?;
+                emit(w, value, &mut stack, &mut order)?;
             }
             None => {
-                stack.pop();
+                if let Some(Frame::Sorted { start, .. }) = stack.pop() {
+                    order.truncate(start);
+                }
                 w.close(closer);
             }
         }
@@ -924,8 +1025,10 @@ pub fn write_value(
 /// members in QDict order (`{"b":2,"a":1}` → `{"a": 1, "b": 2}`).
 ///
 /// No recursion: an explicit stack of 32 levels; containers nested deeper
-/// keep their input member order. Choosing each next member scans the
-/// object, so an object of n members costs O(n²) member visits.
+/// keep their input member order. An object's member order is worked out
+/// once (n log n) while at most 64 members are being ordered at once
+/// (nested objects count with their parents); past that, choosing each
+/// next member scans the object (O(n²) member visits).
 ///
 /// # Errors
 /// [`EncodeError::BufferTooSmall`] with the exact size;
@@ -1649,6 +1752,89 @@ mod tests {
 
     fn esc(bytes: &[u8]) -> String {
         text(|out| escape_bytes(out, bytes))
+    }
+
+    /// Objects ordered through the order table, and those too large for
+    /// it (ordered member by member), come out in the same QDict order.
+    #[test]
+    fn order_table_and_fallback_agree() {
+        enum V {
+            Int(usize),
+            Obj(Vec<(String, V)>),
+        }
+        fn obj(prefix: &str, n: usize, nested: Vec<(usize, V)>) -> V {
+            let mut members: Vec<(String, V)> = (0..n)
+                .map(|i| (std::format!("{prefix}{i}"), V::Int(i)))
+                .collect();
+            for (at, v) in nested {
+                members.insert(at, (std::format!("{prefix}-nested{at}"), v));
+            }
+            V::Obj(members)
+        }
+        fn input(v: &V, out: &mut String) {
+            match v {
+                V::Int(i) => out.push_str(&std::format!("{i}")),
+                V::Obj(m) => {
+                    out.push('{');
+                    for (i, (k, v)) in m.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&std::format!("\"{k}\":"));
+                        input(v, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        fn expected(v: &V, out: &mut String) {
+            match v {
+                V::Int(i) => out.push_str(&std::format!("{i}")),
+                V::Obj(m) => {
+                    let mut order: Vec<(u32, usize)> = m
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (qdict_bucket(k.as_bytes()), i))
+                        .collect();
+                    order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                    out.push('{');
+                    for (n, (_, i)) in order.iter().enumerate() {
+                        if n > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(&std::format!("\"{}\": ", m[*i].0));
+                        expected(&m[*i].1, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        let cases = [
+            obj("a", 0, vec![]),
+            obj("a", 1, vec![]),
+            obj("a", 5, vec![(2, obj("b", 3, vec![]))]),
+            obj("a", ORDER_SLOTS - 1, vec![]),
+            obj("a", ORDER_SLOTS, vec![]),
+            obj("a", ORDER_SLOTS + 1, vec![]),
+            obj("a", 200, vec![(7, obj("b", 9, vec![]))]),
+            // The child no longer fits next to its parent; its siblings
+            // after it do again, once it is closed.
+            obj(
+                "a",
+                40,
+                vec![
+                    (3, obj("b", 10, vec![])),
+                    (10, obj("c", 40, vec![(5, obj("d", 2, vec![]))])),
+                    (20, obj("e", 20, vec![])),
+                ],
+            ),
+        ];
+        for case in &cases {
+            let (mut i, mut e) = (String::new(), String::new());
+            input(case, &mut i);
+            expected(case, &mut e);
+            assert_eq!(qemu_once(&i, Style::QMP), e, "input {i}");
+        }
     }
 
     #[test]

@@ -48,6 +48,18 @@ impl<'a> RawJson<'a> {
         RawJson { bytes }
     }
 
+    /// Wraps bytes already validated once (the exact span [`validate`]
+    /// returned, kept by the caller), without scanning them again.
+    ///
+    /// Bytes that are not one valid JSON value do no harm beyond wrong
+    /// answers: every accessor is total (see the module docs), and writers
+    /// fail with `InvalidJson` or write garbage.
+    ///
+    /// [`validate`]: crate::scan::validate
+    pub const fn assume_validated(bytes: &'a [u8]) -> Self {
+        RawJson { bytes }
+    }
+
     /// The value's bytes, exactly as received.
     pub const fn as_bytes(&self) -> &'a [u8] {
         self.bytes
@@ -236,6 +248,31 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
+impl<'a> Members<'a> {
+    /// Where the next member starts (an offset into the object's text), to
+    /// come back to it with [`RawJson::member_at`].
+    pub(crate) const fn pos(&self) -> usize {
+        self.tokens.pos
+    }
+}
+
+impl<'a> RawJson<'a> {
+    /// The member between `pos` and `end`, offsets [`Members::pos`]
+    /// returned for this object before and after it.
+    pub(crate) fn member_at(&self, pos: usize, end: usize) -> Option<(JsonStr<'a>, RawJson<'a>)> {
+        if self.kind() != JsonKind::Object {
+            return None;
+        }
+        let mut tokens = Tokens::at(self.bytes.get(..end)?, pos);
+        let Some(Token::String(key)) = tokens.next_token() else {
+            return None;
+        };
+        tokens.skip_separators();
+        let value = self.bytes.get(tokens.pos..end)?;
+        Some((key, RawJson::from_validated(value)))
+    }
+}
+
 /// Iterator over the elements of an array.
 #[derive(Clone, Debug)]
 pub struct Elements<'a> {
@@ -319,7 +356,7 @@ impl<'a> Tokens<'a> {
                 let body = rest.get(1..)?;
                 let mut i = 0;
                 loop {
-                    let off = memchr::memchr2(first, b'\\', body.get(i..)?)?;
+                    let off = find_quote_or_backslash(first, body.get(i..)?)?;
                     let at = i + off;
                     if body.get(at) == Some(&first) {
                         let raw = body.get(..at)?;
@@ -366,6 +403,30 @@ impl<'a> Tokens<'a> {
     }
 }
 
+/// Bytes searched with a plain loop before `memchr` takes over: most keys
+/// and values are shorter, and `memchr`'s setup costs more than the loop.
+const SHORT: usize = 16;
+
+/// The first `\\` in `bytes` (see [`SHORT`]).
+fn find_backslash(bytes: &[u8]) -> Option<usize> {
+    let head = bytes.get(..SHORT).unwrap_or(bytes);
+    if let Some(at) = head.iter().position(|&b| b == b'\\') {
+        return Some(at);
+    }
+    let tail = bytes.get(SHORT..)?;
+    memchr::memchr(b'\\', tail).map(|at| at + SHORT)
+}
+
+/// The first `quote` or `\\` in `bytes` (see [`SHORT`]).
+fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
+    let head = bytes.get(..SHORT).unwrap_or(bytes);
+    if let Some(at) = head.iter().position(|&b| b == quote || b == b'\\') {
+        return Some(at);
+    }
+    let tail = bytes.get(SHORT..)?;
+    memchr::memchr2(quote, b'\\', tail).map(|at| at + SHORT)
+}
+
 /// The body of a JSON string (between the quotes, escapes not yet decoded),
 /// borrowed from a validated message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -394,7 +455,7 @@ impl<'a> JsonStr<'a> {
 
     /// Whether the body contains any backslash escape.
     pub fn has_escapes(&self) -> bool {
-        has_backslash(self.raw)
+        find_backslash(self.raw).is_some()
     }
 
     /// The value as `&str` without copying, when it has no escapes and is
@@ -416,16 +477,11 @@ impl<'a> JsonStr<'a> {
     /// Literal bytes are compared as they are: a raw modified-UTF-8 NUL
     /// (`C0 80`) does not equal `"\0"` (an escaped `\u0000` does).
     pub fn eq_str(&self, s: &str) -> bool {
-        // Decoding only shortens a validated body (every escape is longer
-        // than what it stands for), so most answers need no decoding.
-        let s = s.as_bytes();
-        if s.len() >= self.raw.len() {
-            return self.raw == s && !self.has_escapes();
-        }
         if !self.has_escapes() {
-            return false;
+            // Only literal bytes: compared as they are.
+            return self.raw == s.as_bytes();
         }
-        let mut rest = s;
+        let mut rest = s.as_bytes();
         for fragment in self.fragments() {
             let mut buf = [0u8; 4];
             let piece: &[u8] = match fragment {
@@ -628,24 +684,13 @@ fn hex4(bytes: &[u8]) -> Option<u32> {
     })
 }
 
-/// Whether `raw` holds a backslash (short bodies, the usual keys and
-/// names, without a call).
-#[inline]
-fn has_backslash(raw: &[u8]) -> bool {
-    if raw.len() <= 16 {
-        raw.contains(&b'\\')
-    } else {
-        memchr::memchr(b'\\', raw).is_some()
-    }
-}
-
 impl<'a> Iterator for Fragments<'a> {
     type Item = Fragment<'a>;
 
     fn next(&mut self) -> Option<Fragment<'a>> {
         let (&first, after) = self.rest.split_first()?;
         if first != b'\\' {
-            let end = memchr::memchr(b'\\', self.rest).unwrap_or(self.rest.len());
+            let end = find_backslash(self.rest).unwrap_or(self.rest.len());
             let (literal, rest) = self.rest.split_at_checked(end)?;
             self.rest = rest;
             return Some(Fragment::Literal(literal));

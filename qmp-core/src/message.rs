@@ -341,40 +341,54 @@ impl<'a> Message<'a> {
         let mut exec_oob = None;
         let mut arguments = None;
         let mut id = None;
+        // Whether a member other than a good `arguments` or `id` was seen
+        // (checked again below, per member, only then).
+        let mut suspect = false;
         for m in self.members() {
             match Key::of(m.key) {
                 Key::Execute => execute = Some(m.value),
                 Key::ExecOob if oob => exec_oob = Some(m.value),
-                Key::Arguments => arguments = Some(m.value),
+                Key::Arguments => {
+                    suspect |= m.value.kind() != JsonKind::Object;
+                    arguments = Some(m.value);
+                }
                 Key::Id => id = Some(m.value),
-                _ => {}
+                _ => suspect = true,
             }
         }
         let is_str = |v: Option<RawJson<'_>>| v.is_some_and(|v| v.kind() == JsonKind::String);
+        // `execute` and `exec-oob` members can only be a problem as below
+        // (each is `Some` iff such a member exists).
+        suspect |= execute.is_some() && (!is_str(execute) || is_str(exec_oob));
+        suspect |= exec_oob.is_some() && !is_str(exec_oob);
         // Each member's problem does not depend on walk order (exec-oob,
         // bucket 162, is always visited before execute, bucket 299), so
         // the first problem in QDict order is the one with the smallest
         // (bucket, reverse input index).
         let mut first: Option<((u32, usize), RequestError<'a>)> = None;
-        for (index, m) in self.members().enumerate() {
-            let problem = match Key::of(m.key) {
-                Key::Execute if !is_str(execute) => Some(RequestError::NotString(Exec::Execute)),
-                Key::Execute if is_str(exec_oob) => Some(RequestError::Clash),
-                Key::Execute => None,
-                Key::ExecOob if oob && !is_str(exec_oob) => {
-                    Some(RequestError::NotString(Exec::ExecOob))
-                }
-                Key::ExecOob if oob => None,
-                Key::Arguments if m.value.kind() != JsonKind::Object => {
-                    Some(RequestError::ArgumentsNotObject)
-                }
-                Key::Arguments | Key::Id => None,
-                _ => Some(RequestError::Unexpected(m.key)),
-            };
-            if let Some(p) = problem {
-                let order = (crate::encode::json_str_bucket(m.key), usize::MAX - index);
-                if first.as_ref().is_none_or(|(o, _)| order < *o) {
-                    first = Some((order, p));
+        if suspect {
+            for (index, m) in self.members().enumerate() {
+                let problem = match Key::of(m.key) {
+                    Key::Execute if !is_str(execute) => {
+                        Some(RequestError::NotString(Exec::Execute))
+                    }
+                    Key::Execute if is_str(exec_oob) => Some(RequestError::Clash),
+                    Key::Execute => None,
+                    Key::ExecOob if oob && !is_str(exec_oob) => {
+                        Some(RequestError::NotString(Exec::ExecOob))
+                    }
+                    Key::ExecOob if oob => None,
+                    Key::Arguments if m.value.kind() != JsonKind::Object => {
+                        Some(RequestError::ArgumentsNotObject)
+                    }
+                    Key::Arguments | Key::Id => None,
+                    _ => Some(RequestError::Unexpected(m.key)),
+                };
+                if let Some(p) = problem {
+                    let order = (crate::encode::json_str_bucket(m.key), usize::MAX - index);
+                    if first.as_ref().is_none_or(|(o, _)| order < *o) {
+                        first = Some((order, p));
+                    }
                 }
             }
         }
@@ -424,6 +438,21 @@ enum Key {
 
 impl Key {
     fn of(k: JsonStr<'_>) -> Key {
+        if !k.has_escapes() {
+            return match k.raw() {
+                b"execute" => Key::Execute,
+                b"exec-oob" => Key::ExecOob,
+                b"arguments" => Key::Arguments,
+                b"id" => Key::Id,
+                b"QMP" => Key::Qmp,
+                b"event" => Key::Event,
+                b"return" => Key::Return,
+                b"error" => Key::Error,
+                b"data" => Key::Data,
+                b"timestamp" => Key::Timestamp,
+                _ => Key::Other,
+            };
+        }
         const KEYS: [(&str, Key); 10] = [
             ("execute", Key::Execute),
             ("exec-oob", Key::ExecOob),

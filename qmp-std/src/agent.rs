@@ -4,9 +4,11 @@
 //! * [`Server::bind`] takes an owned [`ServerConfig`] and a [`Handler`];
 //!   [`Server::run`] accepts connections until [`StopHandle::stop`] (or a
 //!   handler's [`Ctx::stop_server_after_reply`], e.g. for `quit`).
-//! * Each connection gets its own thread (plus a small reader thread), its
-//!   own buffers, and QEMU's session rules from the core: greeting,
-//!   negotiation, in-order in-band replies, OOB, backpressure.
+//! * Each connection gets its own thread, which reads and writes the socket
+//!   itself (poll(2) on the socket and a wake-up socket pair for events and
+//!   deferred completions), its own buffers, and QEMU's session rules from
+//!   the core: greeting, negotiation, in-order in-band replies, OOB,
+//!   backpressure.
 //! * [`Handler::handle`] answers at once ([`Outcome::Reply`]), later from
 //!   any thread ([`Ctx::defer`] → [`Completer`], then [`Outcome::Deferred`]),
 //!   or not at all ([`Response::NoResponse`]).
@@ -46,7 +48,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -272,7 +274,7 @@ where
 /// Per-request context given to [`Handler::handle`].
 pub struct Ctx<'c> {
     events: &'c EventSender,
-    tx: &'c Sender<ConnMsg>,
+    tx: &'c ConnTx,
     token: Token,
     conn_id: u64,
     deferred: bool,
@@ -311,7 +313,7 @@ impl Ctx<'_> {
 /// Answers a deferred request. Dropping it unanswered sends a
 /// `GenericError` so the session does not stall.
 pub struct Completer {
-    tx: Sender<ConnMsg>,
+    tx: ConnTx,
     token: Token,
     done: bool,
 }
@@ -450,11 +452,43 @@ impl std::fmt::Debug for StopHandle {
 }
 
 enum ConnMsg {
-    Input(Vec<u8>),
-    Eof,
     Event(Arc<Event>),
     Complete(Token, Response),
     Stop,
+}
+
+/// Wakes a session sleeping in poll(2): one byte on a socket pair, written
+/// only when none is waiting already.
+struct Waker {
+    /// The writing end (non-blocking).
+    tx: UnixStream,
+    /// A byte was written that the session has not drained yet.
+    notified: AtomicBool,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            // Non-blocking: a full pair already holds a wake-up.
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+}
+
+/// A connection's mailbox: messages for its session, which is woken up.
+#[derive(Clone)]
+struct ConnTx {
+    tx: Sender<ConnMsg>,
+    waker: Arc<Waker>,
+}
+
+impl ConnTx {
+    /// Sends `msg`; `Err` once the session has ended.
+    fn send(&self, msg: ConnMsg) -> Result<(), ()> {
+        self.tx.send(msg).map_err(|_| ())?;
+        self.waker.wake();
+        Ok(())
+    }
 }
 
 enum Wake {
@@ -463,14 +497,14 @@ enum Wake {
 }
 
 struct Shared {
-    conns: Mutex<HashMap<u64, Sender<ConnMsg>>>,
+    conns: Mutex<HashMap<u64, ConnTx>>,
     stopping: AtomicBool,
     next_id: AtomicU64,
     wake: Wake,
 }
 
 impl Shared {
-    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Sender<ConnMsg>>> {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, ConnTx>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -649,7 +683,21 @@ impl Server {
 
     fn start_connection(&self, stream: Stream) {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        // Out of descriptors: the connection is dropped (closed).
+        let Ok((wake_tx, wake_rx)) = UnixStream::pair() else {
+            return;
+        };
+        if wake_tx.set_nonblocking(true).is_err() || wake_rx.set_nonblocking(true).is_err() {
+            return;
+        }
         let (tx, rx) = mpsc::channel();
+        let tx = ConnTx {
+            tx,
+            waker: Arc::new(Waker {
+                tx: wake_tx,
+                notified: AtomicBool::new(false),
+            }),
+        };
         self.shared.conns().insert(id, tx.clone());
         let cfg = Arc::clone(&self.cfg);
         let handler = Arc::clone(&self.handler);
@@ -667,6 +715,7 @@ impl Server {
                     events: &events,
                     tx,
                     rx,
+                    wake_rx,
                 };
                 if let Err(e) = conn.serve(stream) {
                     if !matches!(
@@ -711,19 +760,20 @@ struct Conn<'s> {
     cfg: &'s ServerConfig,
     handler: &'s dyn Handler,
     events: &'s EventSender,
-    tx: Sender<ConnMsg>,
+    tx: ConnTx,
     rx: Receiver<ConnMsg>,
+    /// The reading end of the wake-up pair (non-blocking).
+    wake_rx: UnixStream,
 }
 
 /// Session state besides the agent.
 struct State {
-    /// Input read but not yet consumed by the agent (backpressure).
-    pending: Vec<u8>,
-    /// How much of `pending` the agent has consumed (dropped in bulk, not
-    /// per request).
-    consumed: usize,
-    /// The reader waits for an acknowledgement before reading more.
-    reader_waiting: bool,
+    /// Input read but not yet consumed by the agent (backpressure): the
+    /// socket is read again only once all of it is consumed.
+    input: Vec<u8>,
+    /// `input[start..end]` is waiting.
+    start: usize,
+    end: usize,
     eof: bool,
     stop: bool,
     /// Stop the server once output is flushed.
@@ -738,12 +788,46 @@ const FLUSH_AT: usize = 64 * 1024;
 
 impl State {
     fn has_pending(&self) -> bool {
-        self.consumed < self.pending.len()
+        self.start < self.end
+    }
+
+    /// Whether the socket should be read: all input consumed, no EOF yet.
+    fn wants_read(&self) -> bool {
+        !self.has_pending() && !self.eof
+    }
+
+    /// Reads what the socket holds, without blocking. Returns whether
+    /// anything happened (input or EOF).
+    fn read(&mut self, stream: &Stream) -> bool {
+        loop {
+            match rustix::net::recv(
+                stream,
+                &mut self.input[..],
+                rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                Ok((0, _)) => {
+                    self.eof = true;
+                    return true;
+                }
+                Ok((n, _)) => {
+                    self.start = 0;
+                    self.end = n;
+                    return true;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return false,
+                // A reset connection and the like: the peer is gone.
+                Err(_) => {
+                    self.eof = true;
+                    return true;
+                }
+            }
+        }
     }
 }
 
 impl Conn<'_> {
-    fn serve(&mut self, stream: Stream) -> io::Result<()> {
+    fn serve(&mut self, mut stream: Stream) -> io::Result<()> {
         let cfg = self.cfg;
         let specs: Vec<CommandSpec<'_>> = cfg
             .commands
@@ -789,26 +873,18 @@ impl Conn<'_> {
         let mut agent =
             Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
 
-        let mut out = stream.try_clone()?;
-        let reader_stream = stream.try_clone()?;
-        let (ack_tx, ack_rx) = mpsc::channel::<()>();
-        let reader_tx = self.tx.clone();
-        thread::Builder::new()
-            .name(format!("qmp-read-{}", self.id))
-            .spawn(move || reader(reader_stream, reader_tx, ack_rx))?;
-
         let start = Instant::now();
         let mut st = State {
-            pending: Vec::new(),
-            consumed: 0,
-            reader_waiting: false,
+            input: vec![0u8; READ_CHUNK],
+            start: 0,
+            end: 0,
             eof: false,
             stop: false,
             stop_server: false,
             outstanding: HashSet::new(),
         };
         let mut txbuf = vec![0u8; READ_CHUNK];
-        let result = self.session(&mut agent, &mut out, &mut txbuf, &mut st, &ack_tx, start);
+        let result = self.session(&mut agent, &mut stream, &mut txbuf, &mut st, start);
         agent.handle_eof();
         stream.shutdown();
         if st.stop_server {
@@ -823,7 +899,6 @@ impl Conn<'_> {
         out: &mut Stream,
         txbuf: &mut [u8],
         st: &mut State,
-        ack_tx: &Sender<()>,
         start: Instant,
     ) -> io::Result<()> {
         let now = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -831,17 +906,9 @@ impl Conn<'_> {
             // Input the agent will take now.
             let mut progress = false;
             if st.has_pending() && agent.wants_input() {
-                let used = agent.handle_input(now(), &st.pending[st.consumed..]);
-                st.consumed += used;
-                if st.consumed == st.pending.len() {
-                    st.pending.clear();
-                    st.consumed = 0;
-                }
+                let used = agent.handle_input(now(), &st.input[st.start..st.end]);
+                st.start += used;
                 progress = used > 0;
-            }
-            if !st.has_pending() && st.reader_waiting {
-                st.reader_waiting = false;
-                let _ = ack_tx.send(());
             }
             // Requests for the handler.
             while let Some((token, outcome, deferred, stop)) = self.next_request(agent) {
@@ -883,28 +950,55 @@ impl Conn<'_> {
             if more {
                 continue;
             }
-            // Wait for input, a completion, an event, or a throttle timer.
-            let msg = match agent.poll_timeout() {
-                Some(due) => {
-                    let wait = due.saturating_sub(now());
-                    match self.rx.recv_timeout(Duration::from_millis(wait)) {
-                        Ok(m) => Some(m),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
-                None => match self.rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => return Ok(()),
-                },
-            };
+            // Input already in the socket, or messages already waiting:
+            // take them without sleeping.
+            if st.wants_read() && st.read(out) {
+                continue;
+            }
+            if self.drain(agent, out, txbuf, st, now())? {
+                continue;
+            }
+            // Sleep until input, a message, or a throttle timer.
+            self.sleep(
+                st.wants_read(),
+                out,
+                agent.poll_timeout().map(|due| due.saturating_sub(now())),
+            )?;
             if agent.poll_timeout().is_some_and(|due| due <= now()) {
                 agent.handle_timeout(now());
             }
-            if let Some(m) = msg {
-                self.process(agent, out, txbuf, st, m, now())?;
-            }
         }
+    }
+
+    /// Waits (poll(2)) until the socket is readable (when `read`), a
+    /// message is sent to this connection, or `timeout_ms` passed.
+    fn sleep(&self, read: bool, stream: &Stream, timeout_ms: Option<u64>) -> io::Result<()> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let timeout = timeout_ms.map(|ms| Timespec {
+            tv_sec: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+            tv_nsec: i64::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
+        });
+        let socket_flags = if read {
+            PollFlags::IN
+        } else {
+            PollFlags::empty()
+        };
+        let mut fds = [
+            PollFd::new(&self.wake_rx, PollFlags::IN),
+            PollFd::new(stream, socket_flags),
+        ];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !fds[0].revents().is_empty() {
+            // Drain the wake-up bytes, then allow the next wake-up: the
+            // messages sent before it are drained after this.
+            let mut buf = [0u8; 64];
+            while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+            self.tx.waker.notified.store(false, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Hands the next request to the handler.
@@ -936,7 +1030,8 @@ impl Conn<'_> {
         Some((inc.token, outcome, ctx.deferred, ctx.stop))
     }
 
-    /// Processes every message already waiting, without blocking.
+    /// Processes every message already waiting, without blocking. Returns
+    /// whether there was any.
     fn drain(
         &mut self,
         agent: &mut Agent<'_, '_>,
@@ -944,11 +1039,15 @@ impl Conn<'_> {
         txbuf: &mut [u8],
         st: &mut State,
         now: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
+        let mut any = false;
         loop {
             match self.rx.try_recv() {
-                Ok(m) => self.process(agent, out, txbuf, st, m, now)?,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(()),
+                Ok(m) => {
+                    any = true;
+                    self.process(agent, out, txbuf, st, m, now)?;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(any),
             }
         }
     }
@@ -963,11 +1062,6 @@ impl Conn<'_> {
         now: u64,
     ) -> io::Result<()> {
         match msg {
-            ConnMsg::Input(bytes) => {
-                st.pending.extend_from_slice(&bytes);
-                st.reader_waiting = true;
-            }
-            ConnMsg::Eof => st.eof = true,
             ConnMsg::Stop => st.stop = true,
             ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, now)?,
             ConnMsg::Complete(token, r) => {
@@ -977,31 +1071,6 @@ impl Conn<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Reads the socket into the connection's channel, one chunk at a time: it
-/// waits for an acknowledgement (the chunk was consumed) before reading
-/// more, so a session under backpressure stops reading its socket.
-fn reader(mut stream: Stream, tx: Sender<ConnMsg>, ack: Receiver<()>) {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                let _ = tx.send(ConnMsg::Eof);
-                return;
-            }
-            Ok(n) => {
-                if tx.send(ConnMsg::Input(buf[..n].to_vec())).is_err() || ack.recv().is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                let _ = tx.send(ConnMsg::Eof);
-                return;
-            }
-        }
     }
 }
 

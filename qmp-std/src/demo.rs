@@ -84,6 +84,8 @@ pub struct Demo {
     qga: bool,
     commands: Vec<CommandDef>,
     running: AtomicBool,
+    /// `query-version`'s answer (constant; built once).
+    version_info: Json,
 }
 
 impl Demo {
@@ -93,6 +95,7 @@ impl Demo {
             qga,
             commands: config(qga).commands,
             running: AtomicBool::new(true),
+            version_info: version_info(),
         }
     }
 
@@ -189,6 +192,15 @@ fn params_of(name: &str) -> &'static [Param] {
 
 fn json(text: String) -> Json {
     Json::parse(text).unwrap_or_else(|_| Json::null())
+}
+
+/// `query-version`'s `return` value.
+fn version_info() -> Json {
+    let (major, minor, micro) = version();
+    json(format!(
+        r#"{{"qemu": {{"major": {major}, "minor": {minor}, "micro": {micro}}}, "package": {}}}"#,
+        Json::string(&package())
+    ))
 }
 
 fn shutdown_data(reason: &str) -> Json {
@@ -313,13 +325,7 @@ impl Handler for Demo {
             };
         }
         match req.name {
-            "query-version" => {
-                let (major, minor, micro) = version();
-                Outcome::ret(json(format!(
-                    r#"{{"qemu": {{"major": {major}, "minor": {minor}, "micro": {micro}}}, "package": {}}}"#,
-                    Json::string(&package())
-                )))
-            }
+            "query-version" => Outcome::ret(self.version_info.clone()),
             "query-name" => empty(),
             "query-status" => Outcome::ret(self.status()),
             "stop" => {

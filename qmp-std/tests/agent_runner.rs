@@ -389,3 +389,32 @@ fn large_and_oversized_requests() {
     stop.stop();
     run.join().unwrap().unwrap();
 }
+
+#[test]
+fn throttled_event_goes_out_when_its_window_ends_without_other_activity() {
+    let mut cfg = ServerConfig::qmp((10, 0, 2), "test", vec![CommandDef::new("query-name")]);
+    cfg.throttle = vec![("BALLOON_CHANGE".into(), 100)];
+    let handler = Arc::new(|_: &mut Ctx<'_>, _: &Request<'_>| Outcome::ret(Json::empty_object()));
+    let sock = temp_sock("throttle");
+    let server = Server::bind(&Address::unix(&sock), cfg, handler).unwrap();
+    let events = server.events();
+    let stop = server.stop_handle();
+    let run = server.spawn();
+    let mut p = unix(&sock);
+    p.line(); // greeting
+    p.send(br#"{"execute":"qmp_capabilities"}"#);
+    p.expect(OK);
+    let t0 = std::time::Instant::now();
+    for actual in [1, 2, 3] {
+        events.emit(
+            "BALLOON_CHANGE",
+            Some(Json::parse(format!(r#"{{"actual":{actual}}}"#)).unwrap()),
+        );
+    }
+    p.expect_event("BALLOON_CHANGE", Some("{\"actual\": 1}"));
+    // The last one of the window, once it ends (the session's timer).
+    p.expect_event("BALLOON_CHANGE", Some("{\"actual\": 3}"));
+    assert!(t0.elapsed() >= Duration::from_millis(90), "{:?}", t0.elapsed());
+    stop.stop();
+    run.join().unwrap().unwrap();
+}
