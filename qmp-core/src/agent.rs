@@ -585,7 +585,91 @@ enum Head {
     Idle,
     /// The queue head is a request handed (or about to be handed) to the
     /// application.
-    Running { token: u32, handed: bool },
+    Running {
+        token: u32,
+        handed: bool,
+        /// `None` (never, in practice): parse the entry again.
+        req: Option<Parsed>,
+    },
+}
+
+/// A byte range of a queue entry's body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// Where `part` (a subslice of `body`) lies in `body`.
+    fn of(body: &[u8], part: &[u8]) -> Option<Span> {
+        let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        if end > body.len() {
+            return None;
+        }
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(end).ok()?,
+        })
+    }
+
+    fn get(self, body: &[u8]) -> Option<&[u8]> {
+        body.get(self.start as usize..self.end as usize)
+    }
+}
+
+/// The running in-band request as parsed when it was dispatched, so that it
+/// is not parsed again when handed out and answered. (A request that gets
+/// this far has distinct members, at most `execute`, `arguments` and `id`:
+/// anything else is refused, and the framer catches duplicate keys among
+/// the first members.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Parsed {
+    exec: Exec,
+    /// The name's body and quote.
+    name: Span,
+    quote: u8,
+    arguments: Option<Span>,
+    id: Option<Span>,
+    /// The command's `success-response`.
+    success_response: bool,
+}
+
+impl Parsed {
+    fn of(body: &[u8], req: &Request<'_>, success_response: bool) -> Option<Parsed> {
+        let span = |v: Option<RawJson<'_>>| match v {
+            Some(v) => Span::of(body, v.as_bytes()).map(Some),
+            None => Some(None),
+        };
+        Some(Parsed {
+            exec: req.exec,
+            name: Span::of(body, req.name.raw())?,
+            quote: req.name.quote(),
+            arguments: span(req.arguments)?,
+            id: span(req.id)?,
+            success_response,
+        })
+    }
+
+    fn id<'b>(&self, body: &'b [u8]) -> Option<RawJson<'b>> {
+        self.id
+            .and_then(|s| s.get(body))
+            .map(RawJson::from_validated)
+    }
+
+    fn incoming<'b>(&self, body: &'b [u8], token: u32) -> Option<Incoming<'b>> {
+        Some(Incoming {
+            token: Token(token),
+            exec: self.exec,
+            name: JsonStr::from_validated(self.name.get(body)?, self.quote),
+            arguments: match self.arguments {
+                Some(s) => Some(RawJson::from_validated(s.get(body)?)),
+                None => None,
+            },
+            id: self.id(body),
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -832,11 +916,12 @@ impl<'a, 'b> Agent<'a, 'b> {
                     match msg.request(self.core.oob) {
                         Err(bad) => self.core.out.write(|o| bad_request(o, style, &bad)),
                         Ok(req) => match self.core.dispatch(&req, token) {
-                            Some(r) => r,
-                            None => {
+                            Dispatched::Answered(r) => r,
+                            Dispatched::ToApp { success_response } => {
                                 self.head = Head::Running {
                                     token,
                                     handed: false,
+                                    req: Parsed::of(body, &req, success_response),
                                 };
                                 return;
                             }
@@ -869,14 +954,19 @@ impl<'a, 'b> Agent<'a, 'b> {
         if let Head::Running {
             token,
             handed: false,
+            req,
         } = self.head
         {
             self.head = Head::Running {
                 token,
                 handed: true,
+                req,
             };
             let (_, _, body) = self.queue.front()?;
-            return incoming(body, token);
+            return match req {
+                Some(req) => req.incoming(body, token),
+                None => incoming(body, token),
+            };
         }
         None
     }
@@ -885,31 +975,41 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// reply goes out at once.
     pub fn complete(&mut self, token: Token, reply: Reply<'_>) -> Result<(), CompleteError> {
         let style = self.core.cfg.style;
-        let (body, oob) = match (self.oob_req, self.head) {
+        let (body, oob, parsed) = match (self.oob_req, self.head) {
             (
                 Oob::Pending {
                     token: t,
                     handed: true,
                 },
                 _,
-            ) if t == token.0 => (self.framer.last_message(), true),
+            ) if t == token.0 => (self.framer.last_message(), true, None),
             (
                 _,
                 Head::Running {
                     token: t,
                     handed: true,
+                    req,
                 },
-            ) if t == token.0 => (self.queue.front().map(|(_, _, b)| b).unwrap_or(&[]), false),
+            ) if t == token.0 => (
+                self.queue.front().map(|(_, _, b)| b).unwrap_or(&[]),
+                false,
+                req,
+            ),
             _ => return Err(CompleteError::UnknownToken),
         };
-        let msg = Message::from_validated(body);
-        let id = msg.get("id");
-        let success_response = msg
-            .get("execute")
-            .or_else(|| msg.get("exec-oob"))
-            .and_then(|n| n.as_json_str())
-            .and_then(|n| self.core.cfg.commands.iter().find(|c| n.eq_str(c.name)))
-            .is_none_or(|c| c.success_response);
+        let (id, success_response) = match parsed {
+            Some(p) => (p.id(body), p.success_response),
+            None => {
+                let msg = Message::from_validated(body);
+                let success_response = msg
+                    .get("execute")
+                    .or_else(|| msg.get("exec-oob"))
+                    .and_then(|n| n.as_json_str())
+                    .and_then(|n| self.core.cfg.commands.iter().find(|c| n.eq_str(c.name)))
+                    .is_none_or(|c| c.success_response);
+                (msg.get("id"), success_response)
+            }
+        };
         let idr = id_ref(&id);
         let result = match reply {
             Reply::Return(_) if !success_response => Ok(0),
@@ -1144,14 +1244,14 @@ impl<'a, 'b> Core<'a, 'b> {
 
     /// The pipeline after structural validation, for an in-band request.
     /// `None`: handed to the application.
-    fn dispatch(&mut self, req: &Request<'_>, _token: u32) -> Option<Result<usize, WriteFail>> {
+    fn dispatch(&mut self, req: &Request<'_>, _token: u32) -> Dispatched {
         let style = self.cfg.style;
         let lookup = self.lookup(req.name);
         if !self.negotiated {
             // Negotiation mode: only qmp_capabilities exists, and every
             // CommandNotFound text is rewritten.
             if lookup != Lookup::Builtin(Builtin::Capabilities) {
-                return Some(self.out.write(|o| {
+                return Dispatched::Answered(self.out.write(|o| {
                     encode::write_error(
                         o,
                         style,
@@ -1161,11 +1261,13 @@ impl<'a, 'b> Core<'a, 'b> {
                     )
                 }));
             }
-            return Some(self.negotiate(req));
+            return Dispatched::Answered(self.negotiate(req));
         }
         match lookup {
-            Lookup::NotFound => Some(self.out.write(|o| not_found(o, style, req.id, req.name))),
-            Lookup::Builtin(Builtin::Capabilities) => Some(self.out.write(|o| {
+            Lookup::NotFound => {
+                Dispatched::Answered(self.out.write(|o| not_found(o, style, req.id, req.name)))
+            }
+            Lookup::Builtin(Builtin::Capabilities) => Dispatched::Answered(self.out.write(|o| {
                 encode::write_error(
                     o,
                     style,
@@ -1177,14 +1279,16 @@ impl<'a, 'b> Core<'a, 'b> {
             Lookup::Builtin(Builtin::QueryCommands) => {
                 let commands = self.cfg.commands;
                 let qmp = self.cfg.dialect == Dialect::Qmp;
-                Some(self.out.write(|o| {
+                Dispatched::Answered(self.out.write(|o| {
                     encode::write_return(o, style, &CommandList { commands, qmp }, id_ref(&req.id))
                 }))
             }
             Lookup::Builtin(Builtin::GuestSync { delimited }) => {
-                Some(self.guest_sync(req, delimited))
+                Dispatched::Answered(self.guest_sync(req, delimited))
             }
-            Lookup::Found(_) => None,
+            Lookup::Found(spec) => Dispatched::ToApp {
+                success_response: spec.success_response,
+            },
         }
     }
 
@@ -1359,6 +1463,14 @@ fn incoming(body: &[u8], token: u32) -> Option<Incoming<'_>> {
         arguments: req.arguments,
         id: req.id,
     })
+}
+
+/// What [`Core::dispatch`] did with an in-band request.
+enum Dispatched {
+    /// The agent answered it (or failed to write the answer).
+    Answered(Result<usize, WriteFail>),
+    /// It is for the application.
+    ToApp { success_response: bool },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

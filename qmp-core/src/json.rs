@@ -477,9 +477,14 @@ impl<'a> JsonStr<'a> {
     /// Literal bytes are compared as they are: a raw modified-UTF-8 NUL
     /// (`C0 80`) does not equal `"\0"` (an escaped `\u0000` does).
     pub fn eq_str(&self, s: &str) -> bool {
-        if !self.has_escapes() {
-            // Only literal bytes: compared as they are.
-            return self.raw == s.as_bytes();
+        // Every escape the scanner accepts decodes to fewer bytes than it
+        // takes, so the value is as long as the body only without escapes,
+        // and never longer.
+        match self.raw.len().cmp(&s.len()) {
+            core::cmp::Ordering::Less => return false,
+            core::cmp::Ordering::Equal => return self.raw == s.as_bytes() && !self.has_escapes(),
+            core::cmp::Ordering::Greater if !self.has_escapes() => return false,
+            core::cmp::Ordering::Greater => {}
         }
         let mut rest = s.as_bytes();
         for fragment in self.fragments() {

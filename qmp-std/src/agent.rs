@@ -780,6 +780,8 @@ struct State {
     stop_server: bool,
     /// Deferred requests not answered yet.
     outstanding: HashSet<Token>,
+    /// Time zero of the agent's millisecond clock.
+    epoch: Instant,
 }
 
 /// Output is written when no more input can be taken at once, or when this
@@ -787,6 +789,11 @@ struct State {
 const FLUSH_AT: usize = 64 * 1024;
 
 impl State {
+    /// Milliseconds since [`State::epoch`] (the agent's clock).
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn has_pending(&self) -> bool {
         self.start < self.end
     }
@@ -873,7 +880,6 @@ impl Conn<'_> {
         let mut agent =
             Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
 
-        let start = Instant::now();
         let mut st = State {
             input: vec![0u8; READ_CHUNK],
             start: 0,
@@ -882,9 +888,10 @@ impl Conn<'_> {
             stop: false,
             stop_server: false,
             outstanding: HashSet::new(),
+            epoch: Instant::now(),
         };
         let mut txbuf = vec![0u8; READ_CHUNK];
-        let result = self.session(&mut agent, &mut stream, &mut txbuf, &mut st, start);
+        let result = self.session(&mut agent, &mut stream, &mut txbuf, &mut st);
         agent.handle_eof();
         stream.shutdown();
         if st.stop_server {
@@ -899,14 +906,12 @@ impl Conn<'_> {
         out: &mut Stream,
         txbuf: &mut [u8],
         st: &mut State,
-        start: Instant,
     ) -> io::Result<()> {
-        let now = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         loop {
             // Input the agent will take now.
             let mut progress = false;
             if st.has_pending() && agent.wants_input() {
-                let used = agent.handle_input(now(), &st.input[st.start..st.end]);
+                let used = agent.handle_input(st.now(), &st.input[st.start..st.end]);
                 st.start += used;
                 progress = used > 0;
             }
@@ -928,7 +933,7 @@ impl Conn<'_> {
                     )),
                 };
                 // Events the handler emitted go out before its reply.
-                self.drain(agent, out, txbuf, st, now())?;
+                self.drain(agent, out, txbuf, st)?;
                 if let Some(r) = now_reply {
                     complete(agent, out, txbuf, token, &r)?;
                 }
@@ -955,17 +960,18 @@ impl Conn<'_> {
             if st.wants_read() && st.read(out) {
                 continue;
             }
-            if self.drain(agent, out, txbuf, st, now())? {
+            if self.drain(agent, out, txbuf, st)? {
                 continue;
             }
             // Sleep until input, a message, or a throttle timer.
             self.sleep(
                 st.wants_read(),
                 out,
-                agent.poll_timeout().map(|due| due.saturating_sub(now())),
+                agent.poll_timeout().map(|due| due.saturating_sub(st.now())),
             )?;
-            if agent.poll_timeout().is_some_and(|due| due <= now()) {
-                agent.handle_timeout(now());
+            let now = st.now();
+            if agent.poll_timeout().is_some_and(|due| due <= now) {
+                agent.handle_timeout(now);
             }
         }
     }
@@ -1038,14 +1044,13 @@ impl Conn<'_> {
         out: &mut Stream,
         txbuf: &mut [u8],
         st: &mut State,
-        now: u64,
     ) -> io::Result<bool> {
         let mut any = false;
         loop {
             match self.rx.try_recv() {
                 Ok(m) => {
                     any = true;
-                    self.process(agent, out, txbuf, st, m, now)?;
+                    self.process(agent, out, txbuf, st, m)?;
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(any),
             }
@@ -1059,11 +1064,10 @@ impl Conn<'_> {
         txbuf: &mut [u8],
         st: &mut State,
         msg: ConnMsg,
-        now: u64,
     ) -> io::Result<()> {
         match msg {
             ConnMsg::Stop => st.stop = true,
-            ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, now)?,
+            ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, st.now())?,
             ConnMsg::Complete(token, r) => {
                 if st.outstanding.remove(&token) {
                     complete(agent, out, txbuf, token, &r)?;

@@ -414,7 +414,11 @@ fn throttled_event_goes_out_when_its_window_ends_without_other_activity() {
     p.expect_event("BALLOON_CHANGE", Some("{\"actual\": 1}"));
     // The last one of the window, once it ends (the session's timer).
     p.expect_event("BALLOON_CHANGE", Some("{\"actual\": 3}"));
-    assert!(t0.elapsed() >= Duration::from_millis(90), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        t0.elapsed()
+    );
     stop.stop();
     run.join().unwrap().unwrap();
 }
