@@ -1,30 +1,11 @@
 //! A counting global allocator shows that framing, scanning, classifying and
-//! encoding allocate nothing. One test per binary, so nothing else runs
-//! concurrently while it counts.
+//! encoding allocate nothing (counted per thread: see `common/counting.rs`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: counting::Counting = counting::Counting;
 
 use qmp_core::encode::{write_error, write_event, Style};
 use qmp_core::message::Inbound;
@@ -38,7 +19,7 @@ const QGA: &[u8] = include_bytes!("data/qga-7.2.s2c");
 fn wire_layer_allocates_nothing() {
     let mut buf = vec![0u8; 4096];
     let mut out = vec![0u8; 8192];
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = counting::allocations();
     let mut counts = [0usize; 6];
     for data in [S2C, C2S, QGA] {
         let mut framer = Framer::new(&mut buf[..]);
@@ -92,7 +73,7 @@ fn wire_layer_allocates_nothing() {
             }
         }
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = counting::allocations();
     assert_eq!(after - before, 0, "allocations in the wire layer");
 
     // An agent session: negotiation, requests, errors, events, OOB.
@@ -112,7 +93,7 @@ fn wire_layer_allocates_nothing() {
         qmp_core::agent::CommandSpec::new("query-version"),
         qmp_core::agent::CommandSpec::new("x-sleep").oob(),
     ];
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = counting::allocations();
     let mut agent = qmp_core::agent::Agent::new(
         qmp_core::agent::AgentConfig::new((10, 0, 2), "", CMDS),
         qmp_core::agent::AgentBuffers::new(&mut fb, &mut qb, &mut ob),
@@ -141,7 +122,7 @@ fn wire_layer_allocates_nothing() {
             sent += n;
         }
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = counting::allocations();
     assert_eq!(after - before, 0, "allocations in the agent");
     assert!(sent > 700, "{sent}");
     // The work really happened.

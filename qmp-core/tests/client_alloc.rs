@@ -2,29 +2,11 @@
 //! execute, routing, events, typed decoding, timeouts, EOF) allocates
 //! nothing. One test in this binary, so nothing else runs while it counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: counting::Counting = counting::Counting;
 
 use qmp_core::client::commands::{
     Cont, HumanMonitorCommand, QueryCommands, QueryStatus, QueryVersion, Quit, Stop,
@@ -147,12 +129,12 @@ fn replay(buf: &mut [u8], out: &mut [u8], chunk: usize) -> (usize, usize, usize)
 fn client_allocates_nothing() {
     let mut buf = vec![0u8; 256 * 1024];
     let mut out = vec![0u8; 512];
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = counting::allocations();
     let mut totals = [(0, 0, 0); 4];
     for (i, chunk) in [S2C.len(), 1, 7, 4096].into_iter().enumerate() {
         totals[i] = replay(&mut buf, &mut out, chunk);
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = counting::allocations();
     assert_eq!(after - before, 0, "allocations in the client");
     for t in totals {
         assert_eq!(t, totals[0]);

@@ -3,9 +3,6 @@
 //! timeouts, late replies, ids above 2^53), zero allocations, and our client
 //! against our agent in QGA mode (sans-IO, in-process).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::client::Outcome;
 use qmp_core::encode::Verbatim;
@@ -15,47 +12,12 @@ use qmp_core::qga::{
 use qmp_core::scan::{validate, FramerConfig};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-// ---------------------------------------------------------------------------
-// A per-thread counting allocator (tests run on several threads at once).
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_alloc() {
-    if COUNTING.with(Cell::get) {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::count_allocs;
 
 #[global_allocator]
-static A: Counting = Counting;
-
-/// Runs `f` and returns how many allocations this thread made meanwhile.
-fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCS.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCS.with(Cell::get))
-}
+static A: counting::Counting = counting::Counting;
 
 // ---------------------------------------------------------------------------
 // Harness
