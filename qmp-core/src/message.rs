@@ -438,21 +438,6 @@ enum Key {
 
 impl Key {
     fn of(k: JsonStr<'_>) -> Key {
-        if !k.has_escapes() {
-            return match k.raw() {
-                b"execute" => Key::Execute,
-                b"exec-oob" => Key::ExecOob,
-                b"arguments" => Key::Arguments,
-                b"id" => Key::Id,
-                b"QMP" => Key::Qmp,
-                b"event" => Key::Event,
-                b"return" => Key::Return,
-                b"error" => Key::Error,
-                b"data" => Key::Data,
-                b"timestamp" => Key::Timestamp,
-                _ => Key::Other,
-            };
-        }
         const KEYS: [(&str, Key); 10] = [
             ("execute", Key::Execute),
             ("exec-oob", Key::ExecOob),
@@ -465,23 +450,16 @@ impl Key {
             ("data", Key::Data),
             ("timestamp", Key::Timestamp),
         ];
-        if !k.has_escapes() {
-            return match k.raw() {
-                b"execute" => Key::Execute,
-                b"exec-oob" => Key::ExecOob,
-                b"arguments" => Key::Arguments,
-                b"id" => Key::Id,
-                b"QMP" => Key::Qmp,
-                b"event" => Key::Event,
-                b"return" => Key::Return,
-                b"error" => Key::Error,
-                b"data" => Key::Data,
-                b"timestamp" => Key::Timestamp,
-                _ => Key::Other,
-            };
-        }
+        // An unescaped key is its bytes: no decoding per candidate.
+        let plain = !k.has_escapes();
         KEYS.iter()
-            .find(|(s, _)| k.eq_str(s))
+            .find(|(s, _)| {
+                if plain {
+                    k.raw() == s.as_bytes()
+                } else {
+                    k.eq_str(s)
+                }
+            })
             .map_or(Key::Other, |(_, key)| *key)
     }
 }
