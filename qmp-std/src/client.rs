@@ -162,22 +162,7 @@ impl Config {
 // ---------------------------------------------------------------------------
 // Errors
 
-/// A QMP error reply: `{"error": {"class": …, "desc": …}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpError {
-    /// The error class (`GenericError`, `CommandNotFound`, …).
-    pub class: String,
-    /// The description.
-    pub desc: String,
-}
-
-impl fmt::Display for QmpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
-    }
-}
-
-impl std::error::Error for QmpError {}
+pub use crate::QmpError;
 
 /// Why a call failed.
 #[derive(Debug)]

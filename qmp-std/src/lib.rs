@@ -23,3 +23,26 @@ pub mod qga;
 
 pub use addr::Address;
 pub use json::Json;
+
+use std::fmt;
+
+/// An error reply from a QMP server or guest agent:
+/// `{"error": {"class": …, "desc": …}}`. Shared by [`client`] and [`qga`]
+/// (re-exported there as `client::QmpError` and `qga::QmpError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QmpError {
+    /// The error class (`GenericError`, `CommandNotFound`, …; any class a
+    /// newer peer sends is kept as it came).
+    pub class: String,
+    /// The description, unescaped.
+    pub desc: String,
+}
+
+impl fmt::Display for QmpError {
+    /// `CLASS: DESC`, as the `qmp` tool prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+impl std::error::Error for QmpError {}

@@ -46,22 +46,7 @@ pub const MAX_REPLY: usize = 1 << 20;
 /// up with [`Error::Timeout`].
 const SYNC_ATTEMPTS: usize = 3;
 
-/// An error reply from the agent: `{"error": {"class", "desc"}}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpError {
-    /// The error class, e.g. `CommandNotFound`.
-    pub class: String,
-    /// The description (unescaped).
-    pub desc: String,
-}
-
-impl fmt::Display for QmpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
-    }
-}
-
-impl std::error::Error for QmpError {}
+pub use crate::QmpError;
 
 /// Why a call failed.
 #[derive(Debug)]
