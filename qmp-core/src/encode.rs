@@ -1819,7 +1819,7 @@ mod tests {
 
     /// Without the every-size check (for big inputs).
     fn qemu_once(input: &str, style: Style) -> String {
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; (4 * input.len()).max(1 << 20)];
         let n = write_value_qemu(&mut buf, style, raw(input.as_bytes())).unwrap();
         buf.truncate(n);
         String::from_utf8(buf).unwrap()
@@ -1827,6 +1827,58 @@ mod tests {
 
     fn esc(bytes: &[u8]) -> String {
         text(|out| escape_bytes(out, bytes))
+    }
+
+    enum V {
+        Int(usize),
+        Obj(Vec<(String, V)>),
+    }
+    fn obj(prefix: &str, n: usize, nested: Vec<(usize, V)>) -> V {
+        let mut members: Vec<(String, V)> = (0..n)
+            .map(|i| (std::format!("{prefix}{i}"), V::Int(i)))
+            .collect();
+        for (at, v) in nested {
+            members.insert(at, (std::format!("{prefix}-nested{at}"), v));
+        }
+        V::Obj(members)
+    }
+    fn input(v: &V, out: &mut String) {
+        match v {
+            V::Int(i) => out.push_str(&std::format!("{i}")),
+            V::Obj(m) => {
+                out.push('{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&std::format!("\"{k}\":"));
+                    input(v, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    fn expected(v: &V, out: &mut String) {
+        match v {
+            V::Int(i) => out.push_str(&std::format!("{i}")),
+            V::Obj(m) => {
+                let mut order: Vec<(u32, usize)> = m
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (qdict_bucket(k.as_bytes()), i))
+                    .collect();
+                order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                out.push('{');
+                for (n, (_, i)) in order.iter().enumerate() {
+                    if n > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&std::format!("\"{}\": ", m[*i].0));
+                    expected(&m[*i].1, out);
+                }
+                out.push('}');
+            }
+        }
     }
 
     /// Objects ordered in one pass, in batches (too large for the free
@@ -1838,57 +1890,6 @@ mod tests {
         ignore = "thousands of members through the batched and quadratic paths: too slow under Miri"
     )]
     fn order_table_and_fallback_agree() {
-        enum V {
-            Int(usize),
-            Obj(Vec<(String, V)>),
-        }
-        fn obj(prefix: &str, n: usize, nested: Vec<(usize, V)>) -> V {
-            let mut members: Vec<(String, V)> = (0..n)
-                .map(|i| (std::format!("{prefix}{i}"), V::Int(i)))
-                .collect();
-            for (at, v) in nested {
-                members.insert(at, (std::format!("{prefix}-nested{at}"), v));
-            }
-            V::Obj(members)
-        }
-        fn input(v: &V, out: &mut String) {
-            match v {
-                V::Int(i) => out.push_str(&std::format!("{i}")),
-                V::Obj(m) => {
-                    out.push('{');
-                    for (i, (k, v)) in m.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push_str(&std::format!("\"{k}\":"));
-                        input(v, out);
-                    }
-                    out.push('}');
-                }
-            }
-        }
-        fn expected(v: &V, out: &mut String) {
-            match v {
-                V::Int(i) => out.push_str(&std::format!("{i}")),
-                V::Obj(m) => {
-                    let mut order: Vec<(u32, usize)> = m
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (k, _))| (qdict_bucket(k.as_bytes()), i))
-                        .collect();
-                    order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                    out.push('{');
-                    for (n, (_, i)) in order.iter().enumerate() {
-                        if n > 0 {
-                            out.push_str(", ");
-                        }
-                        out.push_str(&std::format!("\"{}\": ", m[*i].0));
-                        expected(&m[*i].1, out);
-                    }
-                    out.push('}');
-                }
-            }
-        }
         let cases = [
             obj("a", 0, vec![]),
             obj("a", 1, vec![]),
@@ -1935,6 +1936,46 @@ mod tests {
             let (mut i, mut e) = (String::new(), String::new());
             input(case, &mut i);
             expected(case, &mut e);
+            assert_eq!(qemu_once(&i, Style::QMP), e, "input {i}");
+        }
+    }
+
+    /// Random trees of objects (0 to 300 members, up to 5 levels, short
+    /// keys that often share buckets) against a plain sort: whole batches,
+    /// a short last batch, children batched inside batches.
+    #[test]
+    #[cfg_attr(miri, ignore = "hundreds of large objects: too slow under Miri")]
+    fn random_objects_in_qdict_order() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        fn tree(next: &mut dyn FnMut(usize) -> usize, depth: usize) -> V {
+            let n = match next(3) {
+                0 => next(6),
+                1 => 30 + next(40),
+                _ => 100 + next(200),
+            };
+            let mut members = Vec::new();
+            for i in 0..n {
+                let key = std::format!("{}{}", ["k", "key-", "x"][next(3)], next(1000));
+                let v = if depth < 4 && next(80) == 0 {
+                    tree(next, depth + 1)
+                } else {
+                    V::Int(i)
+                };
+                members.push((key, v));
+            }
+            V::Obj(members)
+        }
+        for _ in 0..200 {
+            let t = tree(&mut next, 0);
+            let (mut i, mut e) = (String::new(), String::new());
+            input(&t, &mut i);
+            expected(&t, &mut e);
             assert_eq!(qemu_once(&i, Style::QMP), e, "input {i}");
         }
     }
