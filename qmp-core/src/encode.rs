@@ -852,13 +852,13 @@ fn emit<'a>(
                 }
             } else {
                 // All of it when it fits; otherwise batches of half the
-                // free slots, leaving the rest to its children.
+                // free slots, leaving the rest to its children (the first
+                // half of the sorted full batch is the first such batch).
                 let mut cap = free;
-                let mut more = push_batch(value, None, order, cap)?;
+                let more = push_batch(value, None, order, cap)?;
                 if more {
-                    order.truncate(start);
                     cap = (free / 2).max(1);
-                    more = push_batch(value, None, order, cap)?;
+                    order.truncate(start + cap);
                 }
                 Frame::Sorted {
                     obj: value,
