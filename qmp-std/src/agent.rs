@@ -908,8 +908,13 @@ impl Conn<'_> {
         st: &mut State,
     ) -> io::Result<()> {
         loop {
-            // Input the agent will take now.
+            // Whether this turn changed anything; only a turn that did
+            // nothing may sleep. (Flushing output lets the agent answer
+            // queued messages and take input again: a turn that flushed
+            // must look at the held input and the requests again, or a
+            // burst that filled the output stalls the session for good.)
             let mut progress = false;
+            // Input the agent will take now.
             if st.has_pending() && agent.wants_input() {
                 let used = agent.handle_input(st.now(), &st.input[st.start..st.end]);
                 st.start += used;
@@ -917,6 +922,7 @@ impl Conn<'_> {
             }
             // Requests for the handler.
             while let Some((token, outcome, deferred, stop)) = self.next_request(agent) {
+                progress = true;
                 if stop {
                     st.stop_server = true;
                 }
@@ -945,14 +951,14 @@ impl Conn<'_> {
             if more && agent.pending_output() < FLUSH_AT {
                 continue;
             }
-            flush(agent, out, txbuf)?;
+            let flushed = flush(agent, out, txbuf)?;
             if st.stop_server || st.stop {
                 return Ok(());
             }
             if st.eof && !st.has_pending() && agent.queued() == 0 && st.outstanding.is_empty() {
                 return Ok(());
             }
-            if more {
+            if progress || flushed {
                 continue;
             }
             // Input already in the socket, or messages already waiting:
@@ -1078,11 +1084,14 @@ impl Conn<'_> {
     }
 }
 
-fn flush(agent: &mut Agent<'_, '_>, out: &mut Stream, txbuf: &mut [u8]) -> io::Result<()> {
+/// Writes all pending output; returns whether there was any.
+fn flush(agent: &mut Agent<'_, '_>, out: &mut Stream, txbuf: &mut [u8]) -> io::Result<bool> {
+    let mut any = false;
     while let Some(n) = agent.poll_transmit(txbuf) {
         out.write_all(&txbuf[..n])?;
+        any = true;
     }
-    Ok(())
+    Ok(any)
 }
 
 fn complete(
@@ -1104,7 +1113,9 @@ fn complete(
         };
         match result {
             Ok(()) | Err(CompleteError::UnknownToken) => return Ok(()),
-            Err(CompleteError::OutputFull { .. }) => flush(agent, out, txbuf)?,
+            Err(CompleteError::OutputFull { .. }) => {
+                flush(agent, out, txbuf)?;
+            }
             Err(CompleteError::ReplyTooLarge { required }) => {
                 replacement = Some(Response::generic_error(format!(
                     "reply of {required} bytes exceeds the output buffer"
@@ -1136,7 +1147,9 @@ fn emit(
     };
     for _ in 0..2 {
         match agent.emit(now, &e) {
-            Err(EmitError::OutputFull { .. }) => flush(agent, out, txbuf)?,
+            Err(EmitError::OutputFull { .. }) => {
+                flush(agent, out, txbuf)?;
+            }
             // Sent, throttled, dropped before negotiation, or impossible.
             _ => return Ok(()),
         }
