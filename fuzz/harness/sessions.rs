@@ -48,6 +48,7 @@
 
 #![allow(dead_code)]
 
+use qmp_core::InsufficientSize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use qmp_core::agent::{
@@ -113,7 +114,7 @@ fn encode_vec(f: impl Fn(&mut [u8]) -> Result<usize, EncodeError>) -> Vec<u8> {
                 buf.truncate(n);
                 return buf;
             }
-            Err(EncodeError::BufferTooSmall { required }) => {
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
                 assert!(required > buf.len(), "BufferTooSmall below the buffer size");
                 buf = vec![0u8; required];
             }

@@ -61,6 +61,7 @@ use crate::encode::{self, EncodeError, Style, WriteJson};
 use crate::json::{JsonKind, JsonStr, RawJson};
 use crate::message::{BadRequest, Exec, Request};
 use crate::scan::{Frame, FrameError, Framer, FramerConfig, Message};
+use crate::InsufficientSize;
 use core::fmt;
 
 /// Monotonic time in milliseconds, from the caller's clock.
@@ -529,10 +530,12 @@ impl<'b> Output<'b> {
                 self.end += n;
                 Ok(n)
             }
-            Err(EncodeError::BufferTooSmall { required }) if required > cap => {
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) if required > cap => {
                 Err(WriteFail::TooLarge(required))
             }
-            Err(EncodeError::BufferTooSmall { required }) => Err(WriteFail::Full(required)),
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+                Err(WriteFail::Full(required))
+            }
             Err(e) => Err(WriteFail::Encode(e)),
         }
     }
@@ -543,9 +546,9 @@ impl<'b> Output<'b> {
                 dst.copy_from_slice(bytes);
                 Ok(bytes.len())
             }
-            None => Err(EncodeError::BufferTooSmall {
+            None => Err(EncodeError::InsufficientSize(InsufficientSize {
                 required: bytes.len(),
-            }),
+            })),
         })
     }
 }
@@ -1092,7 +1095,7 @@ impl<'a, 'b> Agent<'a, 'b> {
                     }
                     Ok(Emitted::Throttled)
                 }
-                Err(EncodeError::BufferTooSmall { required }) => {
+                Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
                     Err(EmitError::TooLarge { required })
                 }
                 Err(e) => Err(EmitError::Encode(e)),
@@ -1437,16 +1440,22 @@ impl<'a, 'b> Core<'a, 'b> {
                         *first = 0xFF;
                         (1, rest)
                     }
-                    None => return Err(EncodeError::BufferTooSmall { required: 1 }),
+                    None => {
+                        return Err(EncodeError::InsufficientSize(InsufficientSize {
+                            required: 1,
+                        }))
+                    }
                 }
             } else {
                 (0, o)
             };
             match encode::write_return(rest, style, &v, id_member) {
                 Ok(n) => Ok(n + prefix),
-                Err(EncodeError::BufferTooSmall { required }) => Err(EncodeError::BufferTooSmall {
-                    required: required + prefix,
-                }),
+                Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+                    Err(EncodeError::InsufficientSize(InsufficientSize {
+                        required: required + prefix,
+                    }))
+                }
                 Err(e) => Err(e),
             }
         })

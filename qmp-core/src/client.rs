@@ -75,6 +75,7 @@
 //! assert!(client.oob_enabled());
 //! ```
 
+use crate::InsufficientSize;
 use core::fmt;
 
 use serde::Serialize;
@@ -1210,7 +1211,7 @@ impl<const N: usize> Session<N> {
         let prefix = if self.caps == Caps::Queued {
             match self.write_caps(out) {
                 Ok(n) => Ok(n),
-                Err(EncodeError::BufferTooSmall { required }) => Err(required),
+                Err(EncodeError::InsufficientSize(InsufficientSize { required })) => Err(required),
                 Err(e) => return Err(ExecuteError::Encode(e)),
             }
         } else {
@@ -1225,7 +1226,7 @@ impl<const N: usize> Session<N> {
         let n = match (prefix, written) {
             (Ok(p), Ok(n)) => p + n,
             (Err(p), Ok(n)) => return Err(ExecuteError::BufferTooSmall { required: p + n }),
-            (_, Err(EncodeError::BufferTooSmall { required })) => {
+            (_, Err(EncodeError::InsufficientSize(InsufficientSize { required }))) => {
                 return Err(ExecuteError::BufferTooSmall {
                     required: start + required,
                 })

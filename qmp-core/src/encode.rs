@@ -3,7 +3,7 @@
 //!
 //! Every function writes one complete message into a caller buffer and
 //! returns the number of bytes written. When the buffer is too small the
-//! result is [`EncodeError::BufferTooSmall`] with the exact size needed; the
+//! result is [`EncodeError::InsufficientSize`] with the exact size needed; the
 //! buffer contents are then meaningless (only an `Ok` length is output).
 //!
 //! What QEMU does, and so what these writers do:
@@ -46,6 +46,7 @@
 //! );
 //! ```
 
+use crate::InsufficientSize;
 use core::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
@@ -60,11 +61,9 @@ use crate::json::{Fragment, JsonKind, JsonStr, RawJson, Token, Tokens};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EncodeError {
-    /// The output buffer is too small; the message needs `required` bytes.
-    BufferTooSmall {
-        /// The exact size of the complete message.
-        required: usize,
-    },
+    /// The output buffer is too small; the complete message needs
+    /// `required` bytes (the buffer's contents are then unspecified).
+    InsufficientSize(InsufficientSize),
     /// A `Serialize` map has a key that is not a string.
     KeyMustBeString,
     /// A `Serialize` value asked for something JSON cannot hold (a
@@ -77,7 +76,7 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeError::BufferTooSmall { required } => {
+            EncodeError::InsufficientSize(InsufficientSize { required }) => {
                 write!(f, "output buffer too small: {required} bytes required")
             }
             EncodeError::KeyMustBeString => f.write_str("JSON object key must be a string"),
@@ -308,7 +307,9 @@ impl<'b> JsonWriter<'b> {
         if self.len <= self.out.len() {
             Ok(self.len)
         } else {
-            Err(EncodeError::BufferTooSmall { required: self.len })
+            Err(EncodeError::InsufficientSize(InsufficientSize {
+                required: self.len,
+            }))
         }
     }
 }
@@ -1078,7 +1079,7 @@ impl<T: Serialize + ?Sized> WriteJson for Ser<'_, T> {
 /// Writes one value (no line ending).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size, or an error of the
+/// [`EncodeError::InsufficientSize`] with the exact size, or an error of the
 /// value.
 pub fn write_value(
     out: &mut [u8],
@@ -1106,7 +1107,7 @@ pub fn write_value(
 /// member by a scan (n² visits).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size;
+/// [`EncodeError::InsufficientSize`] with the exact size;
 /// [`EncodeError::InvalidJson`] if the bytes are not JSON.
 pub fn write_value_qemu(
     out: &mut [u8],
@@ -1120,7 +1121,7 @@ pub fn write_value_qemu(
 /// without quotes.
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size.
+/// [`EncodeError::InsufficientSize`] with the exact size.
 pub fn escape_bytes(out: &mut [u8], s: &[u8]) -> Result<usize, EncodeError> {
     let mut w = JsonWriter::new(out, Style::QMP);
     escape_pieces(&mut w, &[s]);
@@ -1130,7 +1131,7 @@ pub fn escape_bytes(out: &mut [u8], s: &[u8]) -> Result<usize, EncodeError> {
 /// Writes a byte string as a quoted, QEMU-escaped JSON string.
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size.
+/// [`EncodeError::InsufficientSize`] with the exact size.
 pub fn write_quoted(out: &mut [u8], s: &[u8]) -> Result<usize, EncodeError> {
     let mut w = JsonWriter::new(out, Style::QMP);
     w.quoted(s);
@@ -1141,7 +1142,7 @@ pub fn write_quoted(out: &mut [u8], s: &[u8]) -> Result<usize, EncodeError> {
 /// quotes (`\u00e9` → `\u00E9`, a raw `é` → `\u00E9`).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size.
+/// [`EncodeError::InsufficientSize`] with the exact size.
 pub fn escape_json_str(out: &mut [u8], s: JsonStr<'_>) -> Result<usize, EncodeError> {
     let mut w = JsonWriter::new(out, Style::QMP);
     escape_json_str_body(&mut w, s);
@@ -1166,7 +1167,7 @@ fn message(
 /// [`Style::CLIENT`] for its exact spacing).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size, or an error of a
+/// [`EncodeError::InsufficientSize`] with the exact size, or an error of a
 /// value.
 pub fn write_command(
     out: &mut [u8],
@@ -1195,7 +1196,7 @@ pub fn write_command(
 /// `None`).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size, or an error of a
+/// [`EncodeError::InsufficientSize`] with the exact size, or an error of a
 /// value.
 pub fn write_return(
     out: &mut [u8],
@@ -1219,7 +1220,7 @@ pub fn write_return(
 /// string (a raw `0xFF` becomes `\uFFFD`).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size, or an error of the
+/// [`EncodeError::InsufficientSize`] with the exact size, or an error of the
 /// id.
 pub fn write_error(
     out: &mut [u8],
@@ -1250,7 +1251,7 @@ pub fn write_error(
 /// "event": E, "data": D}` (`data` omitted when `None`).
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size, or an error of the
+/// [`EncodeError::InsufficientSize`] with the exact size, or an error of the
 /// data.
 pub fn write_event(
     out: &mut [u8],
@@ -1282,7 +1283,7 @@ pub fn write_event(
 /// 0, "major": 10}, "package": P}, "capabilities": [..]}}`.
 ///
 /// # Errors
-/// [`EncodeError::BufferTooSmall`] with the exact size.
+/// [`EncodeError::InsufficientSize`] with the exact size.
 pub fn write_greeting(
     out: &mut [u8],
     style: Style,
@@ -1799,7 +1800,9 @@ mod tests {
             let mut buf = vec![0u8; size];
             assert_eq!(
                 f(&mut buf),
-                Err(EncodeError::BufferTooSmall { required: n }),
+                Err(EncodeError::InsufficientSize(InsufficientSize {
+                    required: n
+                })),
                 "size {size}"
             );
         }
@@ -3058,7 +3061,10 @@ mod tests {
     #[test]
     fn display() {
         assert_eq!(
-            std::format!("{}", EncodeError::BufferTooSmall { required: 3 }),
+            std::format!(
+                "{}",
+                EncodeError::InsufficientSize(InsufficientSize { required: 3 })
+            ),
             "output buffer too small: 3 bytes required"
         );
         let e: &dyn core::error::Error = &EncodeError::KeyMustBeString;

@@ -12,6 +12,7 @@
 //! Numbers keep their text, so 64-bit integers keep full precision:
 //! [`RawJson::as_u64`] of `1795285234267252000` is exact.
 
+use crate::InsufficientSize;
 use core::fmt;
 
 /// A complete, validated JSON value: a span borrowed from the framer's buffer
@@ -538,12 +539,14 @@ impl<'a> JsonStr<'a> {
     /// Unescapes the value into `out` and returns the bytes written.
     ///
     /// # Errors
-    /// [`UnescapeError::BufferTooSmall`] with the size needed when `out` is
+    /// [`UnescapeError::InsufficientSize`] with the size needed when `out` is
     /// too small (nothing useful is written then).
     pub fn unescape_into<'b>(&self, out: &'b mut [u8]) -> Result<&'b [u8], UnescapeError> {
         let required = self.unescaped_len();
         if out.len() < required {
-            return Err(UnescapeError::BufferTooSmall { required });
+            return Err(UnescapeError::InsufficientSize(InsufficientSize {
+                required,
+            }));
         }
         let mut len = 0;
         for fragment in self.fragments() {
@@ -555,13 +558,17 @@ impl<'a> JsonStr<'a> {
             let end = len + piece.len();
             let dst = out
                 .get_mut(len..end)
-                .ok_or(UnescapeError::BufferTooSmall { required })?;
+                .ok_or(UnescapeError::InsufficientSize(InsufficientSize {
+                    required,
+                }))?;
             // Not `copy_from_slice` (a panic path where not inlined).
             dst.iter_mut().zip(piece).for_each(|(d, s)| *d = *s);
             len = end;
         }
         out.get(..len)
-            .ok_or(UnescapeError::BufferTooSmall { required })
+            .ok_or(UnescapeError::InsufficientSize(InsufficientSize {
+                required,
+            }))
     }
 
     /// Unescapes the value into `out` as a `&str`.
@@ -772,10 +779,7 @@ impl core::error::Error for ParseError {}
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum UnescapeError {
     /// The output buffer is too small; `required` bytes are needed.
-    BufferTooSmall {
-        /// The size the output buffer must have.
-        required: usize,
-    },
+    InsufficientSize(InsufficientSize),
     /// The unescaped value is not valid UTF-8.
     NotUtf8,
 }
@@ -783,7 +787,7 @@ pub enum UnescapeError {
 impl fmt::Display for UnescapeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UnescapeError::BufferTooSmall { required } => {
+            UnescapeError::InsufficientSize(InsufficientSize { required }) => {
                 write!(f, "unescape buffer too small: {required} bytes required")
             }
             UnescapeError::NotUtf8 => f.write_str("unescaped string is not valid UTF-8"),
@@ -910,9 +914,9 @@ mod tests {
         let mut small = [0u8; 5];
         assert_eq!(
             s.unescape_into(&mut small),
-            Err(UnescapeError::BufferTooSmall {
+            Err(UnescapeError::InsufficientSize(InsufficientSize {
                 required: want.len()
-            })
+            }))
         );
         let frags: Vec<_> = jstr(r#""ab\ncd""#).fragments().collect();
         assert_eq!(

@@ -59,5 +59,7 @@ pub mod json;
 pub mod message;
 pub mod qga;
 pub mod scan;
+mod size;
 
 pub use json::{JsonStr, RawJson};
+pub use size::InsufficientSize;

@@ -80,6 +80,7 @@
 //!     Some(QgaEvent::Resolved { token, outcome: Outcome::Return(_) }) if token == ping));
 //! ```
 
+use crate::InsufficientSize;
 use core::fmt;
 
 use crate::client::{Command, DecodeError, Instant, Outcome};
@@ -233,7 +234,9 @@ impl core::error::Error for QgaError {}
 
 fn encode_error(e: EncodeError) -> QgaError {
     match e {
-        EncodeError::BufferTooSmall { required } => QgaError::BufferTooSmall { required },
+        EncodeError::InsufficientSize(InsufficientSize { required }) => {
+            QgaError::BufferTooSmall { required }
+        }
         e => QgaError::Encode(e),
     }
 }
@@ -825,9 +828,11 @@ fn write_sync(out: &mut [u8], value: u64, delimited: bool) -> Result<usize, Enco
             }
             Ok(n + prefix)
         }
-        Err(EncodeError::BufferTooSmall { required }) => Err(EncodeError::BufferTooSmall {
-            required: required + prefix,
-        }),
+        Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+            Err(EncodeError::InsufficientSize(InsufficientSize {
+                required: required + prefix,
+            }))
+        }
         Err(e) => Err(e),
     }
 }

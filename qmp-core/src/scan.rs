@@ -345,13 +345,13 @@ impl<'a> Message<'a> {
     }
 
     /// The top-level members, in input order (empty unless an object).
-    pub fn members(&self) -> Members<'a> {
+    pub fn members(&self) -> MessageMembers<'a> {
         let resume = if self.all_tracked || !self.is_object() {
             None
         } else {
             Some(self.spans.last().map_or(1, |s| s.val_end as usize))
         };
-        Members {
+        MessageMembers {
             bytes: self.bytes,
             spans: self.spans.iter(),
             resume,
@@ -366,13 +366,13 @@ impl<'a> Message<'a> {
 
 /// Iterator over the top-level members of a [`Message`].
 #[derive(Clone, Debug)]
-pub struct Members<'a> {
+pub struct MessageMembers<'a> {
     bytes: &'a [u8],
     spans: core::slice::Iter<'a, MemberSpan>,
     resume: Option<usize>,
 }
 
-impl<'a> Iterator for Members<'a> {
+impl<'a> Iterator for MessageMembers<'a> {
     type Item = Member<'a>;
 
     fn next(&mut self) -> Option<Member<'a>> {

@@ -994,9 +994,11 @@ fn transmit_stays_queued_and_execute_puts_it_first() {
     let mut small = [0u8; 8];
     assert_eq!(
         c.poll_transmit(&mut small),
-        Err(qmp_core::encode::EncodeError::BufferTooSmall {
-            required: caps.len()
-        })
+        Err(qmp_core::encode::EncodeError::InsufficientSize(
+            qmp_core::InsufficientSize {
+                required: caps.len()
+            }
+        ))
     );
     // Still queued: execute writes it in front of the command.
     let cmd = br#"{"execute":"query-status","id":1}"#;

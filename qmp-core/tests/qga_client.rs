@@ -10,6 +10,7 @@ use qmp_core::qga::{
     GuestGetTime, GuestInfo, GuestPing, QgaClient, QgaError, QgaEvent, QgaOptions, QgaState, Token,
 };
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::InsufficientSize;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 #[path = "common/counting.rs"]
@@ -551,7 +552,9 @@ fn buffers_too_small_are_reported() {
     let need = 1 + br#"{"execute":"guest-sync-delimited","arguments":{"id":1234}}"#.len();
     assert_eq!(
         h.c.poll_transmit(&mut small),
-        Err(qmp_core::encode::EncodeError::BufferTooSmall { required: need })
+        Err(qmp_core::encode::EncodeError::InsufficientSize(
+            InsufficientSize { required: need }
+        ))
     );
     let mut exact = vec![0u8; need];
     assert_eq!(h.c.poll_transmit(&mut exact), Ok(Some(need)));

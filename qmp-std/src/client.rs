@@ -50,6 +50,7 @@ use qmp_core::client::{
 use qmp_core::json::{JsonKind, RawJson};
 use qmp_core::message::Timestamp;
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::InsufficientSize;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -1275,7 +1276,9 @@ impl<T: Transport> Client<T> {
                         return Err(Error::Io(e));
                     }
                 }
-                Err(qmp_core::encode::EncodeError::BufferTooSmall { required }) => {
+                Err(qmp_core::encode::EncodeError::InsufficientSize(InsufficientSize {
+                    required,
+                })) => {
                     self.tx.resize(required, 0);
                 }
                 Err(e) => return Err(Error::Protocol(e.to_string())),

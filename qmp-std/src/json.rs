@@ -3,6 +3,7 @@
 use qmp_core::encode::{self, EncodeError, JsonWriter, Ser, Style, WriteJson};
 use qmp_core::json::RawJson;
 use qmp_core::scan::{validate, FramerConfig, ValidateError};
+use qmp_core::InsufficientSize;
 use serde::Serialize;
 use std::fmt;
 
@@ -57,7 +58,9 @@ impl Json {
                     buf.truncate(n);
                     return Json::parse(buf).map_err(|_| EncodeError::InvalidJson);
                 }
-                Err(EncodeError::BufferTooSmall { required }) if required > buf.len() => {
+                Err(EncodeError::InsufficientSize(InsufficientSize { required }))
+                    if required > buf.len() =>
+                {
                     buf.resize(required, 0);
                 }
                 Err(e) => return Err(e),

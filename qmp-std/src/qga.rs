@@ -20,6 +20,7 @@
 //! # Ok::<(), qmp_std::qga::Error>(())
 //! ```
 
+use qmp_core::InsufficientSize;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -302,7 +303,9 @@ impl<S: Read + Write> Qga<S> {
                         self.stream.write_all(bytes)?;
                     }
                     Ok(None) => break,
-                    Err(EncodeError::BufferTooSmall { required }) => self.out.resize(required, 0),
+                    Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+                        self.out.resize(required, 0)
+                    }
                     Err(e) => return Err(Error::Protocol(e.to_string())),
                 }
             }
