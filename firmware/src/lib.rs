@@ -55,9 +55,11 @@ impl embedded_io::Write for Uart {
 }
 
 /// Milliseconds from a free-running timer register.
-pub fn now_ms() -> u64 {
+pub fn now_ms() -> qmp_core::Instant {
     // SAFETY: a memory-mapped timer of the (imagined) part.
-    u64::from(unsafe { core::ptr::read_volatile(0x4000_1000 as *const u32) })
+    qmp_core::Instant::from_millis(u64::from(unsafe {
+        core::ptr::read_volatile(0x4000_1000 as *const u32)
+    }))
 }
 
 #[panic_handler]

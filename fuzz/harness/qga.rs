@@ -13,7 +13,9 @@
 //!   is the last thing fed, the sync completes with its id.
 
 use qmp_core::client::Outcome;
-use qmp_core::qga::{QgaClient, QgaEvent, Token};
+use qmp_core::client::{ClientEvent, Token};
+use qmp_core::qga::QgaClient;
+use qmp_core::Instant;
 
 struct Resolved {
     token: Token,
@@ -31,7 +33,7 @@ fn pump(
     let mut spins = 0usize;
     while !rest.is_empty() {
         let n = chunk.clamp(1, rest.len());
-        let used = client.handle_input(now, &rest[..n]);
+        let used = client.handle_input(Instant::from_millis(now), &rest[..n]);
         rest = &rest[used..];
         drain(client, seen);
         spins += 1;
@@ -42,7 +44,7 @@ fn pump(
 fn drain(client: &mut QgaClient<&mut [u8], 4>, seen: &mut Vec<Resolved>) {
     let mut n = 0;
     while let Some(ev) = client.poll_event() {
-        if let QgaEvent::Resolved { token, outcome } = ev {
+        if let ClientEvent::Resolved { token, outcome } = ev {
             let ok_id = match outcome {
                 Outcome::Return(v) => Some(v.as_u64()),
                 _ => None,
@@ -67,9 +69,12 @@ pub fn qga(data: &[u8]) {
     let stale = &data[10..];
 
     let mut buf = vec![0u8; 256];
-    let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
+    let mut client: QgaClient<&mut [u8], 4> =
+        QgaClient::with_config(&mut buf[..], qmp_core::qga::QgaConfig::new());
     let mut out = [0u8; 512];
-    let token = client.sync(0, id, 1000).expect("sync starts");
+    let token = client
+        .sync(Instant::ZERO, id, Instant::from_millis(1000))
+        .expect("sync starts");
     let n = client
         .poll_transmit(&mut out)
         .expect("transmit")
@@ -90,7 +95,7 @@ pub fn qga(data: &[u8]) {
         assert_eq!(mine.len(), 1, "the sync completes once its reply arrives");
         assert_eq!(mine[0].ok_id, Some(Some(id)), "with its own id");
     } else {
-        client.handle_timeout(2000);
+        client.handle_timeout(Instant::from_millis(2000));
         drain(&mut client, &mut seen);
         let mine: Vec<_> = seen.iter().filter(|r| r.token == token).collect();
         assert_eq!(mine.len(), 1, "resolved exactly once by the deadline");

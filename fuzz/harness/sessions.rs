@@ -8,8 +8,9 @@
 //!
 //! * [`agent`]: client bytes (garbage mixed with generated well-formed
 //!   requests carrying unique integer ids) and application actions. Checks:
-//!   every request handed out is answered exactly once (a second `complete`
-//!   is `UnknownToken`, tokens are never handed twice, tokens die at EOF);
+//!   every request handed out is answered exactly once (a token is moved
+//!   into `complete`; it comes back only with `OutputFull`; tokens are never
+//!   handed twice, tokens die at EOF);
 //!   the whole output frames (strict JSON, ASCII, `\r\n` after each
 //!   message) into greeting / return / error / event shapes only; in-band
 //!   replies to generated requests come in id order; and no request is lost:
@@ -48,12 +49,13 @@
 
 #![allow(dead_code)]
 
+use qmp_core::Instant;
 use qmp_core::InsufficientSize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError, Emitted, EventOut,
-    Reply, SetupError, Throttle, Token as AToken,
+    Reply, ReplyToken, SetupError, Throttle,
 };
 use qmp_core::client::{
     Client, ClientConfig, ClientEvent, ExecuteError, ExecuteOptions, Negotiation, Outcome,
@@ -224,10 +226,7 @@ const AGENT_COMMANDS: &[CommandSpec<'static>] = &[
     CommandSpec::new("cmd-oob").oob(),
     CommandSpec::new("query-commands"),
 ];
-const AGENT_THROTTLE: &[Throttle<'static>] = &[Throttle {
-    event: "EV_T",
-    window_ms: 500,
-}];
+const AGENT_THROTTLE: &[Throttle<'static>] = &[Throttle::new("EV_T", 500)];
 /// Generated request ids start here (garbage rarely collides).
 const ID_BASE: u64 = 7_000_000_000_000;
 const TOO_LARGE: &str = "reply too large for the output buffer";
@@ -239,6 +238,9 @@ struct Epoch {
     frames: usize,
     /// Requests the application could only drop (`NoResponse`).
     dropped: usize,
+    /// Events emitted and sent, and held by throttling.
+    sent_events: usize,
+    throttled_events: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,13 +263,11 @@ struct AgentRun<'a, 'b> {
     epochs: Vec<Epoch>,
     /// Output offsets where an EOF happened (output before it: old epoch).
     boundaries: Vec<usize>,
-    outstanding: Vec<AToken>,
-    handed: HashSet<AToken>,
-    retired: Vec<AToken>,
+    outstanding: Vec<ReplyToken>,
+    handed: HashSet<u32>,
+    retired: Vec<u32>,
     next_id: u64,
     gen_in_band: HashSet<Vec<u8>>,
-    sent_events: usize,
-    throttled_events: usize,
 }
 
 impl AgentRun<'_, '_> {
@@ -320,7 +320,9 @@ impl AgentRun<'_, '_> {
     fn feed(&mut self, max: usize) -> usize {
         let n = self.to_agent.len().min(max);
         let input = self.to_agent[..n].to_vec();
-        let used = self.agent.handle_input(self.now, &input);
+        let used = self
+            .agent
+            .handle_input(Instant::from_millis(self.now), &input);
         // The byte after the consumed ones may have been looked at (it ends
         // a keyword or number): the agent may have answered a frame that
         // the shadow, fed only consumed bytes, has not ended yet.
@@ -352,7 +354,7 @@ impl AgentRun<'_, '_> {
             if let Some(a) = req.arguments {
                 assert_eq!(a.kind(), JsonKind::Object, "arguments not an object");
             }
-            assert!(self.handed.insert(req.token), "token handed out twice");
+            assert!(self.handed.insert(req.token.id()), "token handed out twice");
             self.outstanding.push(req.token);
             assert!(
                 self.outstanding.len() <= 2,
@@ -382,7 +384,8 @@ impl AgentRun<'_, '_> {
 
     /// Answers request `i` of the outstanding ones; false on `OutputFull`.
     fn complete(&mut self, i: usize, how: u8) -> bool {
-        let token = self.outstanding[i];
+        let token = self.outstanding.remove(i);
+        let id = token.id();
         let small = scan::validate(b"{}", FramerConfig::new()).unwrap();
         let mid = scan::validate(
             br#"{"status": "running", "singlestep": false, "running": true}"#,
@@ -402,43 +405,26 @@ impl AgentRun<'_, '_> {
                 },
             ),
         };
-        let r = match r {
-            Err(CompleteError::ReplyTooLarge { required }) => {
-                assert!(required > self.out_cap, "ReplyTooLarge {required} fits");
-                match self.agent.complete(
-                    token,
-                    Reply::Error {
-                        class: "GenericError",
-                        desc: "e",
-                    },
-                ) {
-                    Err(CompleteError::ReplyTooLarge { .. }) => {
-                        // Even the id does not fit: all the application can do.
-                        self.epoch().dropped += 1;
-                        self.agent.complete(token, Reply::NoResponse)
-                    }
-                    r => r,
-                }
-            }
-            r => r,
-        };
         match r {
             Ok(()) => {
-                self.outstanding.remove(i);
-                assert_eq!(
-                    self.agent.complete(token, Reply::NoResponse),
-                    Err(CompleteError::UnknownToken),
-                    "a token answered twice"
-                );
-                self.retired.push(token);
+                self.retired.push(id);
                 true
             }
-            Err(CompleteError::OutputFull { required }) => {
+            // Never fits: the agent answered in the application's place
+            // (its error, with the id if that fits, else id-less).
+            Err(CompleteError::InsufficientSize(InsufficientSize { required })) => {
+                assert!(required > self.out_cap, "InsufficientSize {required} fits");
+                self.retired.push(id);
+                true
+            }
+            Err(CompleteError::OutputFull { token, required }) => {
+                assert_eq!(token.id(), id, "OutputFull gave another token back");
                 assert!(required <= self.out_cap, "OutputFull for {required}");
                 assert!(
                     required > self.out_cap - self.agent.pending_output(),
                     "OutputFull with room"
                 );
+                self.outstanding.insert(i, token);
                 false
             }
             Err(e) => panic!("complete: {e:?}"),
@@ -487,35 +473,43 @@ impl AgentRun<'_, '_> {
         )
         .unwrap();
         let key = ["k1", "k2"][usize::from((sel >> 3) & 1)];
-        let ev = EventOut {
-            name,
-            data: (sel & 4 != 0).then_some(&data as &dyn WriteJson),
-            seconds: if sel & 0x20 != 0 {
-                -1
-            } else {
-                i64::from(ops.byte())
-            },
-            microseconds: if sel & 0x20 != 0 { -1 } else { 999_999 },
-            throttle_key: (sel & 0x40 != 0).then_some(key),
+        let mut ev = EventOut::new(name);
+        if sel & 4 != 0 {
+            ev = ev.data(&data as &dyn WriteJson);
+        }
+        ev = if sel & 0x20 != 0 {
+            ev.timestamp(-1, -1)
+        } else {
+            ev.timestamp(i64::from(ops.byte()), 999_999)
         };
-        match self.agent.emit(self.now, &ev) {
+        if sel & 0x40 != 0 {
+            ev = ev.throttle_key(key);
+        }
+        match self.agent.emit(Instant::from_millis(self.now), &ev) {
             Ok(Emitted::Sent) => {
                 assert!(self.agent.is_negotiated());
-                self.sent_events += 1;
+                self.epoch().sent_events += 1;
             }
-            Ok(Emitted::Throttled) => self.throttled_events += 1,
+            Ok(Emitted::Throttled) => self.epoch().throttled_events += 1,
             Ok(Emitted::NotNegotiated) => assert!(!self.agent.is_negotiated()),
             Ok(_) => {}
             Err(EmitError::OutputFull { required }) => assert!(required <= self.out_cap),
-            Err(EmitError::TooLarge { .. } | EmitError::ThrottleSlotsBusy) => {}
+            Err(EmitError::InsufficientSize(_) | EmitError::ThrottleSlotsBusy) => {}
             Err(e) => panic!("emit: {e:?}"),
         }
     }
 
     fn eof(&mut self) {
-        let boundary = self.out.len() + self.agent.pending_output();
+        // Output not yet transmitted is for a peer that is gone: the reset
+        // drops it, and the next epoch starts with a greeting.
+        let boundary = self.out.len();
         self.shadow_peek();
         self.agent.handle_eof();
+        assert!(!self.agent.is_negotiated(), "negotiation survived EOF");
+        assert!(
+            self.agent.pending_output() > 0,
+            "no greeting for the next peer"
+        );
         self.shadow.reset();
         self.to_agent.clear();
         self.boundaries.push(boundary);
@@ -532,7 +526,7 @@ impl AgentRun<'_, '_> {
     /// The application answers everything, input is drained, output sent.
     fn settle(&mut self) {
         self.now = self.now.saturating_add(1_000_000);
-        self.agent.handle_timeout(self.now);
+        self.agent.handle_timeout(Instant::from_millis(self.now));
         for _ in 0..100_000 {
             let mut progress = false;
             self.poll_requests();
@@ -549,7 +543,7 @@ impl AgentRun<'_, '_> {
             while self.transmit(4096) {
                 progress = true;
             }
-            self.agent.handle_timeout(self.now);
+            self.agent.handle_timeout(Instant::from_millis(self.now));
             if self.agent.pending_output() > 0 {
                 progress = true;
             }
@@ -615,31 +609,40 @@ impl AgentRun<'_, '_> {
         }
         let _ = pretty;
 
-        // Greeting first, once.
-        assert_eq!(
-            msgs.first().map(|m| &m.0),
-            Some(&OutKind::Greeting),
-            "no greeting first"
-        );
-        assert_eq!(
-            msgs.iter().filter(|m| m.0 == OutKind::Greeting).count(),
-            1,
-            "several greetings"
-        );
-        // Events: never more than emitted.
-        let events = msgs
-            .iter()
-            .filter(|m| matches!(m.0, OutKind::Event(_)))
-            .count();
-        assert!(
-            events >= self.sent_events,
-            "events lost: {events} < {}",
-            self.sent_events
-        );
-        assert!(
-            events <= self.sent_events + self.throttled_events,
-            "more events than emitted"
-        );
+        // A greeting first in every epoch, once.
+        let epoch_of = |end: usize| self.boundaries.iter().filter(|b| **b < end).count();
+        for e in 0..self.epochs.len() {
+            let mine: Vec<_> = msgs.iter().filter(|m| epoch_of(m.2) == e).collect();
+            if mine.is_empty() {
+                // An epoch that ended before its greeting was transmitted.
+                continue;
+            }
+            assert_eq!(mine[0].0, OutKind::Greeting, "epoch {e}: no greeting first");
+            assert_eq!(
+                mine.iter().filter(|m| m.0 == OutKind::Greeting).count(),
+                1,
+                "epoch {e}: several greetings"
+            );
+        }
+        // Events per epoch: never more than emitted; none lost in the last
+        // (settled) one. (An EOF drops what its peer was not sent.)
+        for (e, ep) in self.epochs.iter().enumerate() {
+            let events = msgs
+                .iter()
+                .filter(|m| matches!(m.0, OutKind::Event(_)) && epoch_of(m.2) == e)
+                .count();
+            if e + 1 == self.epochs.len() {
+                assert!(
+                    events >= ep.sent_events,
+                    "epoch {e}: events lost: {events} < {}",
+                    ep.sent_events
+                );
+            }
+            assert!(
+                events <= ep.sent_events + ep.throttled_events,
+                "epoch {e}: more events than emitted"
+            );
+        }
         // Replies per epoch.
         let n = self.epochs.len();
         let mut got: Vec<HashMap<Option<Vec<u8>>, usize>> = vec![HashMap::new(); n];
@@ -748,26 +751,26 @@ pub fn agent(data: &[u8]) {
     let throttle_len = [0, 64, 256, 1024][usize::from((p1 >> 5) & 3)];
     let depth = [1024, 2, 4, 16][usize::from(p2 & 3)];
 
-    let mut cfg = AgentConfig::new((10, 0, 2), "fuzz", AGENT_COMMANDS);
-    cfg.offer_oob = offer_oob;
-    cfg.style = if pretty {
-        Style::QMP_PRETTY
-    } else {
-        Style::QMP
-    };
-    cfg.throttle = AGENT_THROTTLE;
-    cfg.max_queue = max_queue;
-    cfg.framer = FramerConfig::new().with_max_depth(depth);
+    let framer_cfg = FramerConfig::new().with_max_depth(depth);
+    let cfg = AgentConfig::new((10, 0, 2), "fuzz", AGENT_COMMANDS)
+        .with_oob(offer_oob)
+        .with_style(if pretty {
+            Style::QMP_PRETTY
+        } else {
+            Style::QMP
+        })
+        .with_throttle(AGENT_THROTTLE)
+        .with_max_queue(max_queue)
+        .with_framer(framer_cfg);
 
     let mut fbuf = vec![0u8; framer_len];
     let mut qbuf = vec![0u8; AgentBuffers::queue_required(framer_len) + extra_queue];
     let mut obuf = vec![0u8; out_len];
     let mut tbuf = vec![0u8; throttle_len];
-    let mut bufs = AgentBuffers::new(&mut fbuf, &mut qbuf, &mut obuf);
-    bufs.throttle = &mut tbuf;
+    let bufs = AgentBuffers::new(&mut fbuf, &mut qbuf, &mut obuf).with_throttle(&mut tbuf);
     let agent = match Agent::new(cfg, bufs) {
         Ok(a) => a,
-        Err(SetupError::OutTooSmall { required }) => {
+        Err(SetupError::Output(InsufficientSize { required })) => {
             assert!(required > out_len);
             return;
         }
@@ -775,7 +778,7 @@ pub fn agent(data: &[u8]) {
     };
     let mut run = AgentRun {
         agent,
-        shadow: Framer::with_config(vec![0u8; framer_len], cfg.framer),
+        shadow: Framer::with_config(vec![0u8; framer_len], framer_cfg),
         now: 0,
         to_agent: Vec::new(),
         peek: None,
@@ -789,8 +792,6 @@ pub fn agent(data: &[u8]) {
         retired: Vec::new(),
         next_id: 0,
         gen_in_band: HashSet::new(),
-        sent_events: 0,
-        throttled_events: 0,
     };
     let mut steps = 0;
     while !ops.done() && steps < 4096 {
@@ -825,7 +826,7 @@ pub fn agent(data: &[u8]) {
             7 => run.emit(&mut ops),
             8 => {
                 run.now += u64::from(ops.byte()) * 8;
-                run.agent.handle_timeout(run.now);
+                run.agent.handle_timeout(Instant::from_millis(run.now));
             }
             _ => match ops.byte() % 8 {
                 0 => run.eof(),
@@ -836,7 +837,7 @@ pub fn agent(data: &[u8]) {
             },
         }
         for t in &run.retired {
-            assert!(!run.outstanding.contains(t));
+            assert!(!run.outstanding.iter().any(|o| o.id() == *t));
         }
         run.poll_requests();
     }
@@ -1084,7 +1085,9 @@ impl ClientRun<'_> {
             let end = (off + 1 + (seed as usize) % max_chunk).min(limit);
             let chunk = self.to_client[off..end].to_vec();
             let pre = self.pending.clone();
-            let n = self.client.handle_input(self.now, &chunk);
+            let n = self
+                .client
+                .handle_input(Instant::from_millis(self.now), &chunk);
             assert!(n <= chunk.len());
             let evs = self.poll();
             if self.closed {
@@ -1129,7 +1132,7 @@ impl ClientRun<'_> {
         let in_flight = self.client.in_flight();
         match self
             .client
-            .execute_raw(self.now, name, args, opts, &mut out)
+            .execute_raw(Instant::from_millis(self.now), name, args, opts, &mut out)
         {
             Ok((token, n)) => {
                 let id = token.id();
@@ -1164,7 +1167,7 @@ impl ClientRun<'_> {
             Err(ExecuteError::TooManyInFlight) => {
                 assert_eq!(in_flight, CLIENT_N, "TooManyInFlight with free slots")
             }
-            Err(ExecuteError::BufferTooSmall { required }) => {
+            Err(ExecuteError::InsufficientSize(InsufficientSize { required })) => {
                 assert!(required > out_size)
             }
             Err(ExecuteError::Closed) => assert!(self.closed),
@@ -1301,7 +1304,7 @@ pub fn client(data: &[u8]) {
             10 => {
                 run.now += u64::from(ops.byte()) * 8;
                 let pre = run.pending.clone();
-                run.client.handle_timeout(run.now);
+                run.client.handle_timeout(Instant::from_millis(run.now));
                 let evs = run.poll();
                 let due: Vec<Ev> = pre
                     .iter()
@@ -1506,12 +1509,11 @@ pub fn roundtrip(data: &[u8]) {
         CommandSpec::new(&name)
     };
     let commands = [spec];
-    let mut cfg = AgentConfig::new((10, 0, 2), "", &commands);
-    cfg.style = if pretty {
+    let cfg = AgentConfig::new((10, 0, 2), "", &commands).with_style(if pretty {
         Style::QMP_PRETTY
     } else {
         Style::QMP
-    };
+    });
     let mut fbuf = vec![0u8; BIG];
     let mut qbuf = vec![0u8; AgentBuffers::queue_required(BIG)];
     let mut obuf = vec![0u8; 4 * BIG];
@@ -1539,7 +1541,7 @@ pub fn roundtrip(data: &[u8]) {
         let mut got = Vec::new();
         let mut off = 0;
         while off < to_client.len() {
-            let n = client.handle_input(0, &to_client[off..]);
+            let n = client.handle_input(Instant::ZERO, &to_client[off..]);
             off += n;
             let mut any = false;
             while let Some(ev) = client.poll_event() {
@@ -1586,7 +1588,7 @@ pub fn roundtrip(data: &[u8]) {
         .poll_transmit(&mut out)
         .unwrap()
         .expect("caps queued");
-    assert_eq!(agent.handle_input(0, &out[..n]), n);
+    assert_eq!(agent.handle_input(Instant::ZERO, &out[..n]), n);
     pump_agent(&mut agent, &mut to_client);
     feed_client(&mut client, &mut to_client);
     assert!(agent.is_negotiated() && agent.oob_enabled() && client.oob_enabled());
@@ -1597,9 +1599,15 @@ pub fn roundtrip(data: &[u8]) {
         .as_ref()
         .map(|t| scan::validate(t, FramerConfig::new()).expect("serde_json output validates"));
     let (token, n) = client
-        .execute_raw(0, &name, args_raw, ExecuteOptions::new().oob(oob), &mut out)
+        .execute_raw(
+            Instant::ZERO,
+            &name,
+            args_raw,
+            ExecuteOptions::new().oob(oob),
+            &mut out,
+        )
         .unwrap();
-    assert_eq!(agent.handle_input(0, &out[..n]), n);
+    assert_eq!(agent.handle_input(Instant::ZERO, &out[..n]), n);
     let req = agent.poll_request().expect("request handed out");
     assert_eq!(unescape(req.name), name.as_bytes(), "command name");
     assert_eq!(req.exec, if oob { Exec::ExecOob } else { Exec::Execute });
@@ -1633,9 +1641,9 @@ pub fn roundtrip(data: &[u8]) {
 
     // 2. Error class and desc agent -> client.
     let (token, n) = client
-        .execute_raw(0, &name, None, ExecuteOptions::new(), &mut out)
+        .execute_raw(Instant::ZERO, &name, None, ExecuteOptions::new(), &mut out)
         .unwrap();
-    assert_eq!(agent.handle_input(0, &out[..n]), n);
+    assert_eq!(agent.handle_input(Instant::ZERO, &out[..n]), n);
     let t = agent.poll_request().expect("second request").token;
     agent
         .complete(
@@ -1667,14 +1675,11 @@ pub fn roundtrip(data: &[u8]) {
     } else {
         data_raw.as_ref().map(|d| d as &dyn WriteJson)
     };
-    let ev = EventOut {
-        name: &ev_name,
-        data,
-        seconds,
-        microseconds: micros,
-        throttle_key: None,
-    };
-    assert_eq!(agent.emit(0, &ev), Ok(Emitted::Sent));
+    let mut ev = EventOut::new(&ev_name).timestamp(seconds, micros);
+    if let Some(d) = data {
+        ev = ev.data(d);
+    }
+    assert_eq!(agent.emit(Instant::ZERO, &ev), Ok(Emitted::Sent));
     pump_agent(&mut agent, &mut to_client);
     match feed_client(&mut client, &mut to_client).as_slice() {
         [Got::Event(n, d, ts)] => {
@@ -1716,7 +1721,7 @@ pub fn roundtrip(data: &[u8]) {
     let _ = v;
     // An OOB request stops input until answered: the trailing line ending
     // (Style::QMP) is fed after the reply.
-    let used = agent.handle_input(0, &cmd);
+    let used = agent.handle_input(Instant::ZERO, &cmd);
     assert!(
         cmd[used..].iter().all(|b| b.is_ascii_whitespace()),
         "request not consumed"
@@ -1741,13 +1746,16 @@ pub fn roundtrip(data: &[u8]) {
         "return in id path"
     );
     assert!(agent.poll_transmit(&mut tx).is_none());
-    assert_eq!(agent.handle_input(0, &cmd[used..]), cmd.len() - used);
+    assert_eq!(
+        agent.handle_input(Instant::ZERO, &cmd[used..]),
+        cmd.len() - used
+    );
     assert!(agent.poll_transmit(&mut tx).is_none());
     // The client reports it as a reply nobody waits for.
     to_client.extend_from_slice(&tx[..n]);
     let mut off = 0;
     while off < to_client.len() {
-        off += client.handle_input(0, &to_client[off..]);
+        off += client.handle_input(Instant::ZERO, &to_client[off..]);
         while let Some(ev) = client.poll_event() {
             assert!(
                 matches!(ev, ClientEvent::Unmatched { .. }),

@@ -15,7 +15,9 @@
 //!   deadlines, OOB; typed commands and events.
 //! * [`agent`] — the sans-IO monitor agent (server side), byte-exact with
 //!   QEMU 10, for QMP and the guest-agent dialect.
-//! * [`qga`] — the sans-IO guest-agent client: the 0xFF-delimited sync procedure, lock-step routing.
+//! * [`qga`] — the guest-agent dialect: its client ([`qga::QgaClient`], the
+//!   0xFF-delimited sync procedure, on the client core it shares with the
+//!   QMP client) and its server side (what the [`agent`] does for it).
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
@@ -60,6 +62,11 @@ pub mod message;
 pub mod qga;
 pub mod scan;
 mod size;
+mod time;
 
 pub use json::{JsonStr, RawJson};
 pub use size::InsufficientSize;
+pub use time::Instant;
+
+#[doc(hidden)]
+pub use serde as __serde;

@@ -586,6 +586,7 @@ enum Tok {
 }
 
 /// What the loop found.
+#[derive(Clone, Copy)]
 enum Out {
     Message,
     Stray { start: usize, end: usize },
@@ -684,6 +685,8 @@ pub struct Framer<B> {
     members: [MemberSpan; MAX_TRACKED_MEMBERS],
     /// Whether message bytes are kept (false only for [`validate`]).
     keep: bool,
+    /// What the last [`Framer::feed`] produced, for [`Framer::last_frame`].
+    last: Option<Out>,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
@@ -702,6 +705,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             keys: [0; DEPTH_WORDS],
             members: [MemberSpan::default(); MAX_TRACKED_MEMBERS],
             keep: true,
+            last: None,
         }
     }
 
@@ -724,6 +728,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// connection would.
     pub fn reset(&mut self) {
         self.st = State::new();
+        self.last = None;
+    }
+
+    /// The frame the last [`Framer::feed`] returned, lent again (with the
+    /// message's member spans, or the error's token text), while the framer
+    /// has not been fed again: the one way a session lends a message out
+    /// after it returned from `feed`.
+    pub(crate) fn last_frame(&self) -> Option<Frame<'_>> {
+        self.last.map(|o| self.frame(o))
     }
 
     /// The bytes of the message the last [`Framer::feed`] delivered, while
@@ -749,6 +762,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             self.st = State::new();
         }
         let (consumed, out) = self.run(input);
+        self.last = out;
         let frame = out.map(|o| self.frame(o));
         Feed { consumed, frame }
     }

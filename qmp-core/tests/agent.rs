@@ -2,10 +2,11 @@
 //! answers (QMP-REFERENCE.md §0, §2, §3, §8, §9).
 
 use qmp_core::agent::{
-    Agent, AgentBuffers, AgentConfig, CommandSpec, Emitted, EventOut, Incoming, Reply, Throttle,
-    Token,
+    Agent, AgentBuffers, AgentConfig, CommandSpec, Emitted, EventOut, Incoming, Reply, ReplyToken,
+    Throttle,
 };
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 0, \"major\": 10}, \"package\": \"Debian 1:10.0.2+ds-2+deb13u1~bpo12+1\"}, \"capabilities\": [\"oob\"]}}\r\n";
@@ -33,7 +34,7 @@ enum Act {
 
 /// A small application: answers like QEMU, except commands listed in
 /// `slow`, which it leaves pending.
-fn answer(agent: &mut Agent<'_, '_>, slow: &[&str], deferred: &mut Vec<Token>) {
+fn answer(agent: &mut Agent<'_, '_>, slow: &[&str], deferred: &mut Vec<ReplyToken>) {
     while let Some(req) = agent.poll_request() {
         let Incoming {
             token,
@@ -111,8 +112,8 @@ impl Harness {
     }
 
     fn agent<'a>(&'a mut self, cfg: AgentConfig<'a>) -> Agent<'a, 'a> {
-        let mut bufs = AgentBuffers::new(&mut self.fb, &mut self.qb, &mut self.ob);
-        bufs.throttle = &mut self.tb;
+        let bufs =
+            AgentBuffers::new(&mut self.fb, &mut self.qb, &mut self.ob).with_throttle(&mut self.tb);
         Agent::new(cfg, bufs).unwrap()
     }
 }
@@ -141,7 +142,7 @@ fn exchange(agent: &mut Agent<'_, '_>, input: &[u8], sizes: &mut dyn FnMut() -> 
         let mut chunk = &rest[..n];
         rest = &rest[n..];
         while !chunk.is_empty() {
-            let used = agent.handle_input(0, chunk);
+            let used = agent.handle_input(Instant::ZERO, chunk);
             chunk = &chunk[used..];
             answer(agent, &[], &mut deferred);
             out.extend(drain(agent));
@@ -185,9 +186,9 @@ fn greeting_exact() {
     assert_eq!(drain(&mut agent), GREETING);
     // Without oob offered, an empty list; pretty mode like pretty=on.
     let mut h = Harness::new();
-    let mut cfg = config();
-    cfg.offer_oob = false;
-    cfg.style = qmp_core::encode::Style::QMP_PRETTY;
+    let cfg = config()
+        .with_oob(false)
+        .with_style(qmp_core::encode::Style::QMP_PRETTY);
     let mut agent = h.agent(cfg);
     let out = String::from_utf8(drain(&mut agent)).unwrap();
     assert_eq!(
@@ -226,8 +227,7 @@ fn observed_before_negotiation() {
 #[test]
 fn capability_not_offered() {
     let mut h = Harness::new();
-    let mut cfg = config();
-    cfg.offer_oob = false;
+    let cfg = config().with_oob(false);
     let mut agent = h.agent(cfg);
     let out = exchange(
         &mut agent,
@@ -381,7 +381,7 @@ fn observed_after_negotiation() {
 fn negotiated_oob<'a>(h: &'a mut Harness) -> Agent<'a, 'a> {
     let mut agent = h.agent(config());
     let used = agent.handle_input(
-        0,
+        Instant::ZERO,
         b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}",
     );
     assert_eq!(used, 61);
@@ -404,7 +404,7 @@ fn oob_overtakes_slow_in_band() {
     let mut rest = &input[..];
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let used = agent.handle_input(0, rest);
+        let used = agent.handle_input(Instant::ZERO, rest);
         rest = &rest[used..];
         answer(&mut agent, &["blockdev-add"], &mut deferred);
         out.extend(drain(&mut agent));
@@ -427,7 +427,7 @@ fn oob_overtakes_slow_in_band() {
 
     // "Even malformed in-band command fails in-band", in order, with its id.
     let input = b"{\"execute\":\"blockdev-add\",\"id\":\"blocks-2\"}{\"id\":\"err-2\"}{ ]";
-    assert_eq!(agent.handle_input(0, input), input.len());
+    assert_eq!(agent.handle_input(Instant::ZERO, input), input.len());
     answer(&mut agent, &["blockdev-add"], &mut deferred);
     assert!(
         drain(&mut agent).is_empty(),
@@ -452,7 +452,7 @@ fn oob_request_can_complete_later() {
     let mut h = Harness::new();
     let mut agent = negotiated_oob(&mut h);
     let input = b"{\"exec-oob\":\"x-sleep\",\"arguments\":{\"ms\":5},\"id\":\"s\"}{\"execute\":\"query-name\",\"id\":1}";
-    let used = agent.handle_input(0, input);
+    let used = agent.handle_input(Instant::ZERO, input);
     // Input pauses while the OOB request is being handled.
     assert_eq!(used, input.len() - 31);
     let req = agent.poll_request().unwrap();
@@ -460,14 +460,11 @@ fn oob_request_can_complete_later() {
     assert_eq!(req.arguments.unwrap().get("ms").unwrap().as_u64(), Some(5));
     let token = req.token;
     assert!(agent.poll_request().is_none());
-    assert_eq!(agent.handle_input(0, &input[used..]), 0);
+    assert_eq!(agent.handle_input(Instant::ZERO, &input[used..]), 0);
     let empty = validate(b"{}", FramerConfig::new()).unwrap();
+    // (A token is answered once: it is moved into complete.)
     agent.complete(token, Reply::Return(&empty)).unwrap();
-    assert_eq!(
-        agent.complete(token, Reply::Return(&empty)),
-        Err(qmp_core::agent::CompleteError::UnknownToken)
-    );
-    assert_eq!(agent.handle_input(0, &input[used..]), 31);
+    assert_eq!(agent.handle_input(Instant::ZERO, &input[used..]), 31);
     let mut d = Vec::new();
     answer(&mut agent, &[], &mut d);
     assert_eq!(
@@ -485,13 +482,13 @@ fn backpressure_at_eight_in_band_requests() {
         .flat_map(|i| format!("{{\"execute\":\"blockdev-add\",\"id\":{i}}}").into_bytes())
         .collect();
     let mut deferred = Vec::new();
-    let used = agent.handle_input(0, &input);
+    let used = agent.handle_input(Instant::ZERO, &input);
     answer(&mut agent, &["blockdev-add"], &mut deferred);
     assert_eq!(used, 8 * one.len(), "exactly 8 requests consumed");
     assert_eq!(agent.queued(), 8);
     assert_eq!(deferred.len(), 1, "one runs, seven wait");
     assert_eq!(
-        agent.handle_input(0, &input[used..]),
+        agent.handle_input(Instant::ZERO, &input[used..]),
         0,
         "no input while full"
     );
@@ -502,7 +499,7 @@ fn backpressure_at_eight_in_band_requests() {
     while replies < 12 {
         let t = deferred.remove(0);
         agent.complete(t, Reply::Return(&empty)).unwrap();
-        consumed += agent.handle_input(0, &input[consumed..]);
+        consumed += agent.handle_input(Instant::ZERO, &input[consumed..]);
         answer(&mut agent, &["blockdev-add"], &mut deferred);
         replies += String::from_utf8(drain(&mut agent))
             .unwrap()
@@ -513,34 +510,25 @@ fn backpressure_at_eight_in_band_requests() {
     // Without OOB, QEMU's lock-step: one at a time.
     let mut h = Harness::new();
     let mut agent = h.agent(config());
-    agent.handle_input(0, b"{\"execute\":\"qmp_capabilities\"}");
-    let used = agent.handle_input(0, &input);
+    agent.handle_input(Instant::ZERO, b"{\"execute\":\"qmp_capabilities\"}");
+    let used = agent.handle_input(Instant::ZERO, &input);
     assert_eq!(used, one.len());
 }
 
 #[test]
 fn events_dropped_before_negotiation_and_throttled() {
     let mut h = Harness::new();
-    let mut cfg = config();
-    let rules = [Throttle {
-        event: "RTC_CHANGE",
-        window_ms: 1000,
-    }];
-    cfg.throttle = &rules;
+    let cfg = config();
+    let rules = [Throttle::new("RTC_CHANGE", 1000)];
+    let cfg = cfg.with_throttle(&rules);
     let mut agent = h.agent(cfg);
     drain(&mut agent);
-    let stop = EventOut {
-        name: "STOP",
-        data: None,
-        seconds: 1700000000,
-        microseconds: 5,
-        throttle_key: None,
-    };
-    assert_eq!(agent.emit(0, &stop), Ok(Emitted::NotNegotiated));
+    let stop = EventOut::new("STOP").timestamp(1700000000, 5);
+    assert_eq!(agent.emit(Instant::ZERO, &stop), Ok(Emitted::NotNegotiated));
     assert!(drain(&mut agent).is_empty());
-    agent.handle_input(0, b"{\"execute\":\"qmp_capabilities\"}");
+    agent.handle_input(Instant::ZERO, b"{\"execute\":\"qmp_capabilities\"}");
     drain(&mut agent);
-    assert_eq!(agent.emit(0, &stop), Ok(Emitted::Sent));
+    assert_eq!(agent.emit(Instant::ZERO, &stop), Ok(Emitted::Sent));
     assert_eq!(
         drain(&mut agent),
         b"{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 5}, \"event\": \"STOP\"}\r\n"
@@ -551,28 +539,24 @@ fn events_dropped_before_negotiation_and_throttled() {
     for i in 0..100i64 {
         let text = format!("{{\"offset\":{i}}}");
         let data = validate(text.as_bytes(), FramerConfig::new()).unwrap();
-        let ev = EventOut {
-            name: "RTC_CHANGE",
-            data: Some(&data),
-            seconds: 1700000000 + i,
-            microseconds: 0,
-            throttle_key: None,
-        };
-        offsets.push(agent.emit(i as u64 * 5, &ev).unwrap());
-        agent.handle_timeout(i as u64 * 5);
+        let ev = EventOut::new("RTC_CHANGE")
+            .data(&data)
+            .timestamp(1700000000 + i, 0);
+        offsets.push(agent.emit(Instant::from_millis(i as u64 * 5), &ev).unwrap());
+        agent.handle_timeout(Instant::from_millis(i as u64 * 5));
     }
     assert_eq!(offsets[0], Emitted::Sent);
     assert!(offsets[1..].iter().all(|e| *e == Emitted::Throttled));
-    assert_eq!(agent.poll_timeout(), Some(1000));
-    agent.handle_timeout(999);
+    assert_eq!(agent.poll_timeout(), Some(Instant::from_millis(1000)));
+    agent.handle_timeout(Instant::from_millis(999));
     let first = String::from_utf8(drain(&mut agent)).unwrap();
     assert_eq!(first, "{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 0}, \"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 0}}\r\n");
-    agent.handle_timeout(1000);
+    agent.handle_timeout(Instant::from_millis(1000));
     let last = String::from_utf8(drain(&mut agent)).unwrap();
     assert_eq!(last, "{\"timestamp\": {\"seconds\": 1700000099, \"microseconds\": 0}, \"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 99}}\r\n");
     // The window re-armed; with nothing pending it then closes.
-    assert_eq!(agent.poll_timeout(), Some(2000));
-    agent.handle_timeout(2000);
+    assert_eq!(agent.poll_timeout(), Some(Instant::from_millis(2000)));
+    agent.handle_timeout(Instant::from_millis(2000));
     assert_eq!(agent.poll_timeout(), None);
     assert!(drain(&mut agent).is_empty());
 }
@@ -583,18 +567,12 @@ fn output_full_is_reported_not_dropped() {
     let mut qb = vec![0u8; 512];
     let mut ob = vec![0u8; 300];
     let mut agent = Agent::new(config(), AgentBuffers::new(&mut fb, &mut qb, &mut ob)).unwrap();
-    agent.handle_input(0, b"{\"execute\":\"qmp_capabilities\"}");
-    let ev = EventOut {
-        name: "STOP",
-        data: None,
-        seconds: 1,
-        microseconds: 2,
-        throttle_key: None,
-    };
+    agent.handle_input(Instant::ZERO, b"{\"execute\":\"qmp_capabilities\"}");
+    let ev = EventOut::new("STOP").timestamp(1, 2);
     // Greeting and the negotiation reply are still pending: fill the rest.
     let mut sent = 0;
     let err = loop {
-        match agent.emit(0, &ev) {
+        match agent.emit(Instant::ZERO, &ev) {
             Ok(_) => sent += 1,
             Err(e) => break e,
         }
@@ -608,7 +586,7 @@ fn output_full_is_reported_not_dropped() {
         String::from_utf8(out).unwrap().matches("STOP").count(),
         sent
     );
-    assert!(agent.emit(0, &ev).is_ok());
+    assert!(agent.emit(Instant::ZERO, &ev).is_ok());
     // Too small a queue buffer is refused up front.
     let mut qb = vec![0u8; 100];
     let mut ob = vec![0u8; 300];
@@ -616,7 +594,7 @@ fn output_full_is_reported_not_dropped() {
     let e = Agent::new(config(), AgentBuffers::new(&mut fb, &mut qb, &mut ob)).unwrap_err();
     assert_eq!(
         e,
-        qmp_core::agent::SetupError::QueueTooSmall { required: 329 }
+        qmp_core::agent::SetupError::Queue(qmp_core::InsufficientSize { required: 329 })
     );
 }
 

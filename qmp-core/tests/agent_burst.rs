@@ -5,6 +5,7 @@
 
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 
 const COUNT: usize = 1_000_000;
 const QMP_ERR: &[u8] =
@@ -58,7 +59,7 @@ fn by_hand(cfg: AgentConfig<'_>, input: &[u8]) -> Vec<u8> {
     let mut pos = 0;
     let mut idle_turns = 0;
     while pos < input.len() || agent.pending_output() > 0 {
-        let used = agent.handle_input(0, &input[pos..]);
+        let used = agent.handle_input(Instant::ZERO, &input[pos..]);
         pos += used;
         answer(&mut agent);
         let mut sent = 0;
@@ -154,7 +155,7 @@ mod serve_loop {
             &mut pipe,
             &mut rx,
             &mut tx,
-            || 0,
+            || Instant::ZERO,
             |agent, _| {
                 answer(agent);
                 ControlFlow::Continue(())

@@ -7,6 +7,7 @@ use embedded_io::{ErrorType, Read, Write};
 use qmp_core::agent::io::{serve, Served};
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, EventOut, Reply};
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 
 /// Reads come from `input` at most `chunk` bytes at a time; writes accept
 /// at most `chunk` bytes each.
@@ -62,20 +63,17 @@ fn run(chunk: usize) -> (Served, String) {
         &mut pipe,
         &mut rx,
         &mut tx,
-        || 0,
+        || Instant::ZERO,
         |agent, _now| {
             while let Some(req) = agent.poll_request() {
                 let token = req.token;
                 if req.name.eq_str("stop") {
                     // The event caused by a command goes out before its reply.
-                    let stop = EventOut {
-                        name: "STOP",
-                        data: None,
-                        seconds: 1,
-                        microseconds: 2,
-                        throttle_key: None,
-                    };
-                    assert_eq!(agent.emit(0, &stop), Ok(qmp_core::agent::Emitted::Sent));
+                    let stop = EventOut::new("STOP").timestamp(1, 2);
+                    assert_eq!(
+                        agent.emit(Instant::ZERO, &stop),
+                        Ok(qmp_core::agent::Emitted::Sent)
+                    );
                     paused = true;
                     let empty = validate(b"{}", FramerConfig::new()).unwrap();
                     agent.complete(token, Reply::Return(&empty)).unwrap();

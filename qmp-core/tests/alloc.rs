@@ -10,6 +10,7 @@ static A: counting::Counting = counting::Counting;
 use qmp_core::encode::{write_error, write_event, Style};
 use qmp_core::message::Inbound;
 use qmp_core::scan::{Frame, Framer};
+use qmp_core::Instant;
 
 const S2C: &[u8] = include_bytes!("data/qemu-system-7.2.s2c");
 const C2S: &[u8] = include_bytes!("data/qemu-system-7.2.c2s");
@@ -102,7 +103,7 @@ fn wire_layer_allocates_nothing() {
     let mut rest = input;
     let mut sent = 0;
     while !rest.is_empty() {
-        let used = agent.handle_input(0, rest);
+        let used = agent.handle_input(Instant::ZERO, rest);
         rest = &rest[used..];
         while let Some(req) = agent.poll_request() {
             let t = req.token;
@@ -110,14 +111,8 @@ fn wire_layer_allocates_nothing() {
                 .complete(t, qmp_core::agent::Reply::Return(&version))
                 .unwrap();
         }
-        let ev = qmp_core::agent::EventOut {
-            name: "STOP",
-            data: None,
-            seconds: 1,
-            microseconds: 0,
-            throttle_key: None,
-        };
-        let _ = agent.emit(0, &ev);
+        let ev = qmp_core::agent::EventOut::new("STOP").timestamp(1, 0);
+        let _ = agent.emit(Instant::ZERO, &ev);
         while let Some(n) = agent.poll_transmit(&mut tx) {
             sent += n;
         }

@@ -13,6 +13,7 @@ use qmp_core::client::{
 };
 use qmp_core::message::ErrorClass;
 use qmp_core::scan::{validate, FrameError, FramerConfig};
+use qmp_core::Instant;
 use qmp_core::RawJson;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use serde_json::Value;
@@ -113,7 +114,7 @@ fn feed<const N: usize>(c: &mut C<N>, now: u64, input: &[u8]) -> Vec<Ev> {
     let mut evs = Vec::new();
     let mut rest = input;
     while !rest.is_empty() {
-        let n = c.handle_input(now, rest);
+        let n = c.handle_input(Instant::from_millis(now), rest);
         rest = &rest[n..];
         let mut got = false;
         while let Some(ev) = c.poll_event() {
@@ -164,7 +165,9 @@ fn exec_raw<const N: usize>(
     opts: ExecuteOptions,
 ) -> (Token, Vec<u8>) {
     let mut out = [0u8; 256];
-    let (t, n) = c.execute_raw(now, name, None, opts, &mut out).unwrap();
+    let (t, n) = c
+        .execute_raw(Instant::from_millis(now), name, None, opts, &mut out)
+        .unwrap();
     (t, out[..n].to_vec())
 }
 
@@ -211,15 +214,20 @@ fn exec_cmd<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize>(
 ) -> Result<(Token, usize), ExecuteError> {
     let o = ExecuteOptions::new();
     match cmd {
-        Cmd::Version => c.execute(0, &QueryVersion, o, out),
-        Cmd::Status => c.execute(0, &QueryStatus, o, out),
-        Cmd::Commands => c.execute(0, &QueryCommands, o, out),
-        Cmd::Raw(name, args) => c.execute_raw(0, name, args.map(raw), o, out),
-        Cmd::Cont => c.execute(0, &Cont, o, out),
-        Cmd::Stop => c.execute(0, &Stop, o, out),
-        Cmd::Hmp(line) => c.execute(0, &HumanMonitorCommand { command_line: line }, o, out),
-        Cmd::Powerdown => c.execute(0, &SystemPowerdown, o, out),
-        Cmd::Quit => c.execute(0, &Quit, o, out),
+        Cmd::Version => c.execute(Instant::ZERO, &QueryVersion, o, out),
+        Cmd::Status => c.execute(Instant::ZERO, &QueryStatus, o, out),
+        Cmd::Commands => c.execute(Instant::ZERO, &QueryCommands, o, out),
+        Cmd::Raw(name, args) => c.execute_raw(Instant::ZERO, name, args.map(raw), o, out),
+        Cmd::Cont => c.execute(Instant::ZERO, &Cont, o, out),
+        Cmd::Stop => c.execute(Instant::ZERO, &Stop, o, out),
+        Cmd::Hmp(line) => c.execute(
+            Instant::ZERO,
+            &HumanMonitorCommand { command_line: line },
+            o,
+            out,
+        ),
+        Cmd::Powerdown => c.execute(Instant::ZERO, &SystemPowerdown, o, out),
+        Cmd::Quit => c.execute(Instant::ZERO, &Quit, o, out),
     }
 }
 
@@ -247,7 +255,7 @@ fn replay_with(
         let mut chunk = &rest[..k];
         rest = &rest[k..];
         while !chunk.is_empty() {
-            let n = c.handle_input(0, chunk);
+            let n = c.handle_input(Instant::ZERO, chunk);
             chunk = &chunk[n..];
             let mut got = false;
             while let Some(ev) = c.poll_event() {
@@ -371,7 +379,7 @@ fn typed_decoding_of_transcript_values() {
         let mut rest = reply;
         let mut seen = false;
         while !rest.is_empty() {
-            rest = &rest[c.handle_input(0, rest)..];
+            rest = &rest[c.handle_input(Instant::ZERO, rest)..];
             while let Some(ev) = c.poll_event() {
                 if let ClientEvent::Resolved { token, outcome } = ev {
                     assert_eq!(token, t);
@@ -430,7 +438,7 @@ fn typed_decoding_of_transcript_values() {
     let mut shutdown = None;
     let mut rest = all[16];
     while !rest.is_empty() {
-        rest = &rest[c.handle_input(0, rest)..];
+        rest = &rest[c.handle_input(Instant::ZERO, rest)..];
         while let Some(ev) = c.poll_event() {
             if let ClientEvent::Event(e) = ev {
                 let d = events::decode::<Shutdown>(&e).unwrap().unwrap();
@@ -556,21 +564,37 @@ fn idless_error_in_lock_step_belongs_to_oldest_request() {
     );
 }
 
+/// QEMU queues parse and validation errors in-band even with OOB enabled:
+/// an id-less error belongs to the oldest in-band request owed a reply,
+/// never to an OOB one (hostile-peer case 6).
 #[test]
-fn idless_error_with_oob_is_an_orphan() {
+fn idless_error_with_oob_answers_the_oldest_in_band_request() {
     let mut c = ready::<4>(true);
+    let (oob, _) = exec_raw(&mut c, 0, "migrate-pause", ExecuteOptions::new().oob(true));
     let (t1, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+    let (t2, _) = exec_raw(&mut c, 0, "query-name", ExecuteOptions::new());
     let evs = feed(
         &mut c,
         0,
-        b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '%'\"}}\r\n\
-          {\"return\": {}, \"id\": 1}\r\n",
+        b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n\
+          {\"return\": {}, \"id\": 1}\r\n\
+          {\"return\": {}, \"id\": 3}\r\n\
+          {\"error\": {\"class\": \"GenericError\", \"desc\": \"late\"}}\r\n",
     );
     assert_eq!(
         evs,
         vec![
-            Ev::Orphan("GenericError".into(), "JSON parse error, stray '%'".into()),
-            ret(t1.id()),
+            Ev::Resolved(
+                t1.id(),
+                Out::Error(
+                    "GenericError".into(),
+                    "JSON parse error, expecting value".into()
+                )
+            ),
+            ret(oob.id()),
+            ret(t2.id()),
+            // Nothing in-band owed: an orphan.
+            Ev::Orphan("GenericError".into(), "late".into()),
         ]
     );
 }
@@ -603,7 +627,7 @@ fn oob_rules() {
     let mut out = [0u8; 128];
     assert_eq!(
         c.execute_raw(
-            0,
+            Instant::ZERO,
             "migrate-pause",
             None,
             ExecuteOptions::new().oob(true),
@@ -626,7 +650,12 @@ fn oob_rules() {
     // Typed command that does not allow OOB.
     let mut c = ready::<16>(true);
     assert_eq!(
-        c.execute(0, &QueryStatus, ExecuteOptions::new().oob(true), &mut out),
+        c.execute(
+            Instant::ZERO,
+            &QueryStatus,
+            ExecuteOptions::new().oob(true),
+            &mut out
+        ),
         Err(ExecuteError::OobNotAllowed)
     );
     // At most 8 in-band in flight with OOB; OOB still possible.
@@ -634,7 +663,13 @@ fn oob_rules() {
         exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
     }
     assert_eq!(
-        c.execute_raw(0, "query-status", None, ExecuteOptions::new(), &mut out),
+        c.execute_raw(
+            Instant::ZERO,
+            "query-status",
+            None,
+            ExecuteOptions::new(),
+            &mut out
+        ),
         Err(ExecuteError::TooManyInBand)
     );
     exec_raw(&mut c, 0, "migrate-pause", ExecuteOptions::new().oob(true));
@@ -677,7 +712,7 @@ fn unknown_error_class_and_capability() {
         b"{\"id\": 1, \"error\": {\"class\": \"FutureError\", \"desc\": \"caf\\u00e9\"}}";
     let mut seen = false;
     while !rest.is_empty() {
-        rest = &rest[c.handle_input(0, rest)..];
+        rest = &rest[c.handle_input(Instant::ZERO, rest)..];
         while let Some(ev) = c.poll_event() {
             let ClientEvent::Resolved {
                 token,
@@ -728,17 +763,17 @@ fn deadline_resolves_timeout_once_and_late_reply_is_unmatched() {
         &mut c,
         1000,
         "query-kvm",
-        ExecuteOptions::new().deadline(1500),
+        ExecuteOptions::new().deadline(Instant::from_millis(1500)),
     );
-    assert_eq!(c.poll_timeout(), Some(1100));
-    c.handle_timeout(1099);
+    assert_eq!(c.poll_timeout().map(Instant::as_millis), Some(1100));
+    c.handle_timeout(Instant::from_millis(1099));
     assert!(drain(&mut c).is_empty());
-    c.handle_timeout(1100);
+    c.handle_timeout(Instant::from_millis(1100));
     assert_eq!(drain(&mut c), vec![Ev::Resolved(a.id(), Out::Timeout)]);
-    c.handle_timeout(1100);
-    c.handle_timeout(1200);
+    c.handle_timeout(Instant::from_millis(1100));
+    c.handle_timeout(Instant::from_millis(1200));
     assert!(drain(&mut c).is_empty());
-    assert_eq!(c.poll_timeout(), Some(1500));
+    assert_eq!(c.poll_timeout().map(Instant::as_millis), Some(1500));
     assert!(!c.is_pending(a) && c.is_pending(b) && c.is_pending(d));
     // The late reply of `a` (lock-step: it comes first) is dropped; then b.
     let evs = feed(
@@ -763,7 +798,7 @@ fn deadline_resolves_timeout_once_and_late_reply_is_unmatched() {
         ]
     );
     assert_eq!(c.in_flight(), 0);
-    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(c.poll_timeout().map(Instant::as_millis), None);
 }
 
 #[test]
@@ -778,7 +813,7 @@ fn timed_out_request_keeps_its_idless_error() {
         ExecuteOptions::new().timeout_ms(10),
     );
     let (b, _) = exec_raw(&mut c, 0, "query-version", ExecuteOptions::new());
-    c.handle_timeout(10);
+    c.handle_timeout(Instant::from_millis(10));
     assert_eq!(drain(&mut c), vec![Ev::Resolved(a.id(), Out::Timeout)]);
     let evs = feed(
         &mut c,
@@ -887,16 +922,19 @@ fn eof_disconnects_every_pending_request_once() {
             Ev::Resolved(d.id(), Out::Disconnected),
         ]
     );
-    c.handle_timeout(100);
+    c.handle_timeout(Instant::from_millis(100));
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.state(), State::Closed);
-    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(c.poll_timeout().map(Instant::as_millis), None);
     let mut out = [0u8; 64];
     assert_eq!(
-        c.execute(0, &QueryStatus, ExecuteOptions::new(), &mut out),
+        c.execute(Instant::ZERO, &QueryStatus, ExecuteOptions::new(), &mut out),
         Err(ExecuteError::Closed)
     );
-    assert_eq!(c.handle_input(0, b"{\"return\": {}, \"id\": 3}"), 23);
+    assert_eq!(
+        c.handle_input(Instant::ZERO, b"{\"return\": {}, \"id\": 3}"),
+        23
+    );
     assert!(drain(&mut c).is_empty());
 }
 
@@ -907,9 +945,12 @@ fn events_come_in_the_order_they_happened() {
     let (b, _) = exec_raw(&mut c, 0, "b", ExecuteOptions::new());
     let (d, _) = exec_raw(&mut c, 0, "d", ExecuteOptions::new());
     // b's reply is read but not yet polled when a times out and EOF comes.
-    let n = c.handle_input(0, b"{\"return\": {}, \"id\": 2}{\"event\": \"STOP\"}");
+    let n = c.handle_input(
+        Instant::ZERO,
+        b"{\"return\": {}, \"id\": 2}{\"event\": \"STOP\"}",
+    );
     assert_eq!(n, 23);
-    c.handle_timeout(10);
+    c.handle_timeout(Instant::from_millis(10));
     c.handle_eof();
     assert!(c.next_event_resolves(b));
     assert_eq!(
@@ -929,13 +970,13 @@ fn too_many_in_flight() {
     exec_raw(&mut c, 0, "b", ExecuteOptions::new());
     let mut out = [0u8; 64];
     assert_eq!(
-        c.execute_raw(0, "c", None, ExecuteOptions::new(), &mut out),
+        c.execute_raw(Instant::ZERO, "c", None, ExecuteOptions::new(), &mut out),
         Err(ExecuteError::TooManyInFlight)
     );
     // A resolution not yet polled still holds its slot (nothing is lost).
-    c.handle_timeout(1);
+    c.handle_timeout(Instant::from_millis(1));
     assert_eq!(
-        c.execute_raw(0, "c", None, ExecuteOptions::new(), &mut out),
+        c.execute_raw(Instant::ZERO, "c", None, ExecuteOptions::new(), &mut out),
         Err(ExecuteError::TooManyInFlight)
     );
     assert_eq!(drain(&mut c), vec![Ev::Resolved(a.id(), Out::Timeout)]);
@@ -949,7 +990,7 @@ fn buffer_too_small_registers_nothing() {
     let mut small = [0u8; 10];
     let err = c
         .execute(
-            0,
+            Instant::ZERO,
             &HumanMonitorCommand {
                 command_line: "info registers",
             },
@@ -960,16 +1001,16 @@ fn buffer_too_small_registers_nothing() {
     let expected = br#"{"execute":"human-monitor-command","arguments":{"command-line":"info registers"},"id":1}"#;
     assert_eq!(
         err,
-        ExecuteError::BufferTooSmall {
+        ExecuteError::InsufficientSize(qmp_core::InsufficientSize {
             required: expected.len()
-        }
+        })
     );
     assert_eq!(c.in_flight(), 0);
-    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(c.poll_timeout().map(Instant::as_millis), None);
     let mut exact = vec![0u8; expected.len()];
     let (t, n) = c
         .execute(
-            0,
+            Instant::ZERO,
             &HumanMonitorCommand {
                 command_line: "info registers",
             },
@@ -986,7 +1027,7 @@ fn transmit_stays_queued_and_execute_puts_it_first() {
     let mut c = client::<4>(4096, ClientConfig::new());
     let mut out = [0u8; 256];
     assert_eq!(
-        c.execute(0, &QueryStatus, ExecuteOptions::new(), &mut out),
+        c.execute(Instant::ZERO, &QueryStatus, ExecuteOptions::new(), &mut out),
         Err(ExecuteError::NotReady)
     );
     feed(&mut c, 0, GREETING_OOB);
@@ -1003,13 +1044,18 @@ fn transmit_stays_queued_and_execute_puts_it_first() {
     // Still queued: execute writes it in front of the command.
     let cmd = br#"{"execute":"query-status","id":1}"#;
     assert_eq!(
-        c.execute(0, &QueryStatus, ExecuteOptions::new(), &mut small),
-        Err(ExecuteError::BufferTooSmall {
+        c.execute(
+            Instant::ZERO,
+            &QueryStatus,
+            ExecuteOptions::new(),
+            &mut small
+        ),
+        Err(ExecuteError::InsufficientSize(qmp_core::InsufficientSize {
             required: caps.len() + cmd.len()
-        })
+        }))
     );
     let (_, n) = c
-        .execute(0, &QueryStatus, ExecuteOptions::new(), &mut out)
+        .execute(Instant::ZERO, &QueryStatus, ExecuteOptions::new(), &mut out)
         .unwrap();
     assert_eq!(&out[..n], &[&caps[..], &cmd[..]].concat()[..]);
     assert_eq!(c.poll_transmit(&mut out), Ok(None));
@@ -1027,7 +1073,7 @@ fn manual_negotiation() {
     assert_eq!(c.state(), State::Negotiating);
     let (t, n) = c
         .execute(
-            0,
+            Instant::ZERO,
             &QmpCapabilities { oob: true },
             ExecuteOptions::new(),
             &mut out,
@@ -1050,7 +1096,7 @@ fn manual_negotiation() {
     );
     feed(&mut c, 0, GREETING_NO_OOB);
     c.execute_raw(
-        0,
+        Instant::ZERO,
         "qmp_capabilities",
         Some(raw(r#"{"enable": ["oob"]}"#)),
         ExecuteOptions::new(),
@@ -1092,12 +1138,12 @@ fn automatic_negotiation_failure() {
 fn handle_input_waits_for_poll_event() {
     let mut c = ready::<4>(false);
     let two = b"{\"event\": \"STOP\"}{\"event\": \"RESUME\"}";
-    let n = c.handle_input(0, two);
+    let n = c.handle_input(Instant::ZERO, two);
     assert_eq!(n, 17);
-    assert_eq!(c.handle_input(0, &two[n..]), 0);
+    assert_eq!(c.handle_input(Instant::ZERO, &two[n..]), 0);
     assert!(matches!(c.poll_event(), Some(ClientEvent::Event(e)) if e.name.eq_str("STOP")));
     assert!(c.poll_event().is_none());
-    assert_eq!(c.handle_input(0, &two[n..]), two.len() - n);
+    assert_eq!(c.handle_input(Instant::ZERO, &two[n..]), two.len() - n);
     assert!(matches!(c.poll_event(), Some(ClientEvent::Event(e)) if e.name.eq_str("RESUME")));
 }
 
@@ -1131,13 +1177,13 @@ fn command_trait_is_usable_for_user_commands() {
     let mut c = ready::<4>(false);
     let mut out = [0u8; 64];
     let (t, n) = c
-        .execute(0, &QueryKvm, ExecuteOptions::new(), &mut out)
+        .execute(Instant::ZERO, &QueryKvm, ExecuteOptions::new(), &mut out)
         .unwrap();
     assert_eq!(&out[..n], br#"{"execute":"query-kvm","id":1}"#);
     let mut rest: &[u8] = b"{\"return\": {\"enabled\": true, \"present\": true}, \"id\": 1}";
     let mut got = None;
     while !rest.is_empty() {
-        rest = &rest[c.handle_input(0, rest)..];
+        rest = &rest[c.handle_input(Instant::ZERO, rest)..];
         if let Some(ClientEvent::Resolved { token, outcome }) = c.poll_event() {
             assert_eq!(token, t);
             got = Some(outcome.decode::<QueryKvm>().unwrap());
@@ -1210,12 +1256,18 @@ mod driver {
                 written: Vec::new(),
             };
             let mut fb = vec![0u8; BIG];
-            let mut client: Client<&mut [u8], 4> = Client::new(&mut fb[..]);
+            let mut client: Client<&mut [u8], 4> =
+                Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
             let (mut rx, mut tx) = (vec![0u8; rx_len], vec![0u8; 256]);
             let mut driver = Driver::new(&mut rx, &mut tx);
             let mut evs = Vec::new();
             driver
-                .negotiate(&mut client, &mut io, || 0, |ev| evs.push(own(ev)))
+                .negotiate(
+                    &mut client,
+                    &mut io,
+                    || Instant::ZERO,
+                    |ev| evs.push(own(ev)),
+                )
                 .unwrap();
             for (i, cmd) in COMMANDS.iter().enumerate() {
                 let mut out = [0u8; 256];
@@ -1224,57 +1276,79 @@ mod driver {
                     Cmd::Version => driver.execute(
                         &mut client,
                         &mut io,
-                        0,
+                        Instant::ZERO,
                         &QueryVersion,
                         ExecuteOptions::new(),
                     ),
-                    Cmd::Status => {
-                        driver.execute(&mut client, &mut io, 0, &QueryStatus, ExecuteOptions::new())
-                    }
+                    Cmd::Status => driver.execute(
+                        &mut client,
+                        &mut io,
+                        Instant::ZERO,
+                        &QueryStatus,
+                        ExecuteOptions::new(),
+                    ),
                     Cmd::Commands => driver.execute(
                         &mut client,
                         &mut io,
-                        0,
+                        Instant::ZERO,
                         &QueryCommands,
                         ExecuteOptions::new(),
                     ),
                     Cmd::Raw(name, args) => driver.execute_raw(
                         &mut client,
                         &mut io,
-                        0,
+                        Instant::ZERO,
                         name,
                         args.map(raw),
                         ExecuteOptions::new(),
                     ),
-                    Cmd::Cont => {
-                        driver.execute(&mut client, &mut io, 0, &Cont, ExecuteOptions::new())
-                    }
-                    Cmd::Stop => {
-                        driver.execute(&mut client, &mut io, 0, &Stop, ExecuteOptions::new())
-                    }
+                    Cmd::Cont => driver.execute(
+                        &mut client,
+                        &mut io,
+                        Instant::ZERO,
+                        &Cont,
+                        ExecuteOptions::new(),
+                    ),
+                    Cmd::Stop => driver.execute(
+                        &mut client,
+                        &mut io,
+                        Instant::ZERO,
+                        &Stop,
+                        ExecuteOptions::new(),
+                    ),
                     Cmd::Hmp(l) => driver.execute(
                         &mut client,
                         &mut io,
-                        0,
+                        Instant::ZERO,
                         &HumanMonitorCommand { command_line: l },
                         ExecuteOptions::new(),
                     ),
                     Cmd::Powerdown => driver.execute(
                         &mut client,
                         &mut io,
-                        0,
+                        Instant::ZERO,
                         &SystemPowerdown,
                         ExecuteOptions::new(),
                     ),
-                    Cmd::Quit => {
-                        driver.execute(&mut client, &mut io, 0, &Quit, ExecuteOptions::new())
-                    }
+                    Cmd::Quit => driver.execute(
+                        &mut client,
+                        &mut io,
+                        Instant::ZERO,
+                        &Quit,
+                        ExecuteOptions::new(),
+                    ),
                 }
                 .unwrap();
                 let _ = &mut out;
                 assert_eq!(token.id(), i as u64 + 1);
                 let outcome = driver
-                    .run_until(&mut client, &mut io, token, || 0, |ev| evs.push(own(ev)))
+                    .run_until(
+                        &mut client,
+                        &mut io,
+                        token,
+                        || Instant::ZERO,
+                        |ev| evs.push(own(ev)),
+                    )
                     .unwrap();
                 evs.push(own(&ClientEvent::Resolved { token, outcome }));
             }
@@ -1295,22 +1369,29 @@ mod driver {
             written: Vec::new(),
         };
         let mut fb = [0u8; 1024];
-        let mut client: Client<&mut [u8], 4> = Client::new(&mut fb[..]);
+        let mut client: Client<&mut [u8], 4> =
+            Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
         let (mut rx, mut tx) = ([0u8; 16], [0u8; 128]);
         let mut driver = Driver::new(&mut rx, &mut tx);
         driver
-            .negotiate(&mut client, &mut io, || 0, |_| {})
+            .negotiate(&mut client, &mut io, || Instant::ZERO, |_| {})
             .unwrap();
         let t = driver
-            .execute(&mut client, &mut io, 0, &QueryStatus, ExecuteOptions::new())
+            .execute(
+                &mut client,
+                &mut io,
+                Instant::ZERO,
+                &QueryStatus,
+                ExecuteOptions::new(),
+            )
             .unwrap();
         let outcome = driver
-            .run_until(&mut client, &mut io, t, || 0, |_| {})
+            .run_until(&mut client, &mut io, t, || Instant::ZERO, |_| {})
             .unwrap();
         assert!(matches!(outcome, Outcome::Disconnected));
         assert_eq!(client.state(), State::Closed);
         assert!(matches!(
-            driver.run_until(&mut client, &mut io, t, || 0, |_| {}),
+            driver.run_until(&mut client, &mut io, t, || Instant::ZERO, |_| {}),
             Err(DriverError::UnknownToken)
         ));
     }
@@ -1355,7 +1436,7 @@ mod driver {
             .execute(
                 &mut c,
                 &mut Silent,
-                0,
+                Instant::ZERO,
                 &QueryStatus,
                 ExecuteOptions::new().timeout_ms(50),
             )
@@ -1368,7 +1449,7 @@ mod driver {
                 t,
                 || {
                     clock += 10;
-                    clock
+                    Instant::from_millis(clock)
                 },
                 |_| {},
             )

@@ -15,20 +15,22 @@ use qmp_core::client::commands::{
 use qmp_core::client::events::{self, Shutdown};
 use qmp_core::client::{Client, ClientEvent, ExecuteOptions, Outcome, State, Token};
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 
 const S2C: &[u8] = include_bytes!("data/qemu-system-7.2.s2c");
 
 /// Replays the transcript like the recorded client (each command after the
 /// previous reply); returns (resolutions, events, bytes sent).
 fn replay(buf: &mut [u8], out: &mut [u8], chunk: usize) -> (usize, usize, usize) {
-    let mut c: Client<&mut [u8], 4> = Client::new(buf);
+    let mut c: Client<&mut [u8], 4> =
+        Client::with_config(buf, qmp_core::client::ClientConfig::new());
     let qom_args = validate(br#"{"path": "/"}"#, FramerConfig::new()).unwrap();
     let (mut resolved, mut evs, mut sent) = (0, 0, 0);
     let mut next = 0;
     let mut current: Option<Token> = None;
     for mut piece in S2C.chunks(chunk) {
         while !piece.is_empty() {
-            let n = c.handle_input(0, piece);
+            let n = c.handle_input(Instant::ZERO, piece);
             piece = &piece[n..];
             while let Some(ev) = c.poll_event() {
                 match ev {
@@ -76,25 +78,25 @@ fn replay(buf: &mut [u8], out: &mut [u8], chunk: usize) -> (usize, usize, usize)
             if current.is_none() && c.state() != State::AwaitingGreeting && next < 12 {
                 let o = ExecuteOptions::new().timeout_ms(1000);
                 let (t, n) = match next {
-                    0 => c.execute(0, &QueryVersion, o, out),
-                    1 => c.execute(0, &QueryStatus, o, out),
-                    2 => c.execute(0, &QueryCommands, o, out),
-                    3 => c.execute_raw(0, "query-qmp-schema", None, o, out),
-                    4 => c.execute(0, &Cont, o, out),
-                    5 => c.execute(0, &Stop, o, out),
+                    0 => c.execute(Instant::ZERO, &QueryVersion, o, out),
+                    1 => c.execute(Instant::ZERO, &QueryStatus, o, out),
+                    2 => c.execute(Instant::ZERO, &QueryCommands, o, out),
+                    3 => c.execute_raw(Instant::ZERO, "query-qmp-schema", None, o, out),
+                    4 => c.execute(Instant::ZERO, &Cont, o, out),
+                    5 => c.execute(Instant::ZERO, &Stop, o, out),
                     6 => c.execute(
-                        0,
+                        Instant::ZERO,
                         &HumanMonitorCommand {
                             command_line: "info registers",
                         },
                         o,
                         out,
                     ),
-                    7 => c.execute_raw(0, "qom-list", Some(qom_args), o, out),
-                    8 => c.execute_raw(0, "query-chardev", None, o, out),
-                    9 => c.execute_raw(0, "nope", None, o, out),
-                    10 => c.execute(0, &SystemPowerdown, o, out),
-                    _ => c.execute(0, &Quit, o, out),
+                    7 => c.execute_raw(Instant::ZERO, "qom-list", Some(qom_args), o, out),
+                    8 => c.execute_raw(Instant::ZERO, "query-chardev", None, o, out),
+                    9 => c.execute_raw(Instant::ZERO, "nope", None, o, out),
+                    10 => c.execute(Instant::ZERO, &SystemPowerdown, o, out),
+                    _ => c.execute(Instant::ZERO, &Quit, o, out),
                 }
                 .unwrap();
                 sent += n;
@@ -105,11 +107,16 @@ fn replay(buf: &mut [u8], out: &mut [u8], chunk: usize) -> (usize, usize, usize)
     }
     // A timeout and EOF, too.
     let (t, _) = c
-        .execute(0, &QueryStatus, ExecuteOptions::new().timeout_ms(5), out)
+        .execute(
+            Instant::ZERO,
+            &QueryStatus,
+            ExecuteOptions::new().timeout_ms(5),
+            out,
+        )
         .unwrap();
-    c.execute(0, &QueryStatus, ExecuteOptions::new(), out)
+    c.execute(Instant::ZERO, &QueryStatus, ExecuteOptions::new(), out)
         .unwrap();
-    c.handle_timeout(5);
+    c.handle_timeout(Instant::from_millis(5));
     assert!(
         matches!(c.poll_event(), Some(ClientEvent::Resolved { token, outcome: Outcome::Timeout }) if token == t)
     );

@@ -4,6 +4,7 @@
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::encode::Verbatim;
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 const C2S: &[u8] = include_bytes!("data/qga-7.2.c2s");
@@ -54,7 +55,7 @@ fn run(input: &[u8], sizes: &mut dyn FnMut() -> usize) -> Vec<u8> {
         let mut chunk = &rest[..n];
         rest = &rest[n..];
         while !chunk.is_empty() {
-            let used = agent.handle_input(0, chunk);
+            let used = agent.handle_input(Instant::ZERO, chunk);
             chunk = &chunk[used..];
             while let Some(req) = agent.poll_request() {
                 let t = req.token;

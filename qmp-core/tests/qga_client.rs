@@ -5,11 +5,12 @@
 
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::client::Outcome;
+use qmp_core::client::{ClientEvent, ExecuteError, ExecuteOptions, Token};
 use qmp_core::encode::Verbatim;
-use qmp_core::qga::{
-    GuestGetTime, GuestInfo, GuestPing, QgaClient, QgaError, QgaEvent, QgaOptions, QgaState, Token,
-};
+use qmp_core::qga::commands::{GuestGetTime, GuestInfo, GuestPing};
+use qmp_core::qga::{QgaClient, QgaState};
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant;
 use qmp_core::InsufficientSize;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
@@ -25,6 +26,58 @@ static A: counting::Counting = counting::Counting;
 
 const C2S: &[u8] = include_bytes!("data/qga-7.2.c2s");
 const S2C: &[u8] = include_bytes!("data/qga-7.2.s2c");
+
+/// The recorded replies with the ids our client sends. The recorder sent
+/// some commands without id (and qemu-ga echoes ids exactly, as the
+/// recording shows for `3`, `"h"`, `"n"`); this client matches replies by
+/// id only, so each reply to one of its commands carries that command's
+/// integer id (1, 2, …, in order). The sync replies (matched by value) and
+/// the two id-less complaints stay as recorded.
+fn s2c_with_our_ids() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    for line in S2C.split_inclusive(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        let sync = text.contains("\"return\": 1234}") || text.contains("\"return\": 99}");
+        let complaint = text.contains("\"error\"") && !text.contains("\"id\"");
+        if sync || complaint {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let body = text.trim_end_matches('\n');
+        let body = strip_top_level_id(body);
+        out.extend_from_slice(
+            format!("{}, \"id\": {next}}}\n", &body[..body.len() - 1]).as_bytes(),
+        );
+        next += 1;
+    }
+    out
+}
+
+/// Removes the top-level `"id": …` member (a number or a plain string,
+/// first or last: where qemu-ga puts it) from a one-line reply.
+fn strip_top_level_id(body: &str) -> String {
+    for (start, end) in [(", \"id\": ", "}"), ("{\"id\": ", ", ")] {
+        let at = if start.starts_with('{') {
+            body.starts_with(start).then_some(0)
+        } else {
+            body.rfind(start)
+                .filter(|i| !body[i + start.len()..body.len() - 1].contains(['{', '}', ',']))
+        };
+        if let Some(i) = at {
+            let rest = &body[i + start.len()..];
+            let j = rest.find(end).unwrap_or(rest.len());
+            let keep = if start.starts_with('{') { "{" } else { "" };
+            let tail = if start.starts_with('{') {
+                &rest[j + end.len()..]
+            } else {
+                &rest[j..]
+            };
+            return format!("{}{keep}{tail}", &body[..i]);
+        }
+    }
+    body.to_string()
+}
 
 /// An event, owned, for comparison across chunkings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,9 +99,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn own(ev: QgaEvent<'_>) -> Ev {
+fn own(ev: ClientEvent<'_>) -> Ev {
     match ev {
-        QgaEvent::Resolved { token, outcome } => match outcome {
+        ClientEvent::Resolved { token, outcome } => match outcome {
             Outcome::Return(v) => Ev::Return(token, text(v.as_bytes())),
             Outcome::Error { class, desc } => Ev::Error(token, class.to_string(), desc.to_string()),
             Outcome::Timeout => Ev::Timeout(token),
@@ -57,11 +110,11 @@ fn own(ev: QgaEvent<'_>) -> Ev {
             Outcome::Oversized { len } => Ev::Oversized(token, len),
             other => panic!("unexpected outcome {other:?}"),
         },
-        QgaEvent::Unmatched { message, .. } => Ev::Unmatched(text(message.as_bytes())),
-        QgaEvent::OrphanError { class, desc } => Ev::Orphan(class.to_string(), desc.to_string()),
-        QgaEvent::Discarded(m) => Ev::Discarded(text(m.as_bytes())),
-        QgaEvent::Unknown(m) => Ev::Unknown(text(m.as_bytes())),
-        QgaEvent::FramingError(e) => Ev::Framing(format!("{e:?}")),
+        ClientEvent::Unmatched { message, .. } => Ev::Unmatched(text(message.as_bytes())),
+        ClientEvent::OrphanError { class, desc } => Ev::Orphan(class.to_string(), desc.to_string()),
+        ClientEvent::Discarded(m) => Ev::Discarded(text(m.as_bytes())),
+        ClientEvent::Unknown(m) => Ev::Unknown(text(m.as_bytes())),
+        ClientEvent::FramingError(e) => Ev::Framing(format!("{e:?}")),
         other => panic!("unexpected event {other:?}"),
     }
 }
@@ -108,7 +161,14 @@ impl H {
     }
 
     fn sync(&mut self, id: u64, deadline: u64) -> Token {
-        let t = self.c.sync(self.now, id, deadline).unwrap();
+        let t = self
+            .c
+            .sync(
+                Instant::from_millis(self.now),
+                id,
+                Instant::from_millis(deadline),
+            )
+            .unwrap();
         self.transmit();
         self.poll();
         t
@@ -119,7 +179,13 @@ impl H {
         let mut out = [0u8; 256];
         let (t, n) = self
             .c
-            .execute_raw(self.now, name, args, QgaOptions::new(), &mut out)
+            .execute_raw(
+                Instant::from_millis(self.now),
+                name,
+                args,
+                ExecuteOptions::new(),
+                &mut out,
+            )
             .unwrap();
         self.sent.extend_from_slice(&out[..n]);
         t
@@ -137,7 +203,9 @@ impl H {
                 self.chunk = self.stream[self.at..self.at + n].to_vec();
                 self.at += n;
             }
-            let n = self.c.handle_input(self.now, &self.chunk);
+            let n = self
+                .c
+                .handle_input(Instant::from_millis(self.now), &self.chunk);
             self.chunk.drain(..n);
             self.poll();
         }
@@ -154,7 +222,9 @@ impl H {
                 self.chunk = self.stream[self.at..self.at + n].to_vec();
                 self.at += n;
             }
-            let n = self.c.handle_input(self.now, &self.chunk);
+            let n = self
+                .c
+                .handle_input(Instant::from_millis(self.now), &self.chunk);
             self.chunk.drain(..n);
             self.poll();
         }
@@ -203,10 +273,16 @@ fn requests(bytes: &[u8]) -> Vec<(String, Option<serde_json::Value>)> {
 /// Replays the recorded session: issues the recorded commands one at a time
 /// (QGA is lock-step) and feeds the recorded replies.
 fn replay(sizes: Chunker) -> (Vec<Ev>, Vec<u8>) {
-    let mut h = H::new(S2C, sizes);
+    let mut h = H::new(&s2c_with_our_ids(), sizes);
     assert!(matches!(
-        h.c.execute_raw(0, "guest-ping", None, QgaOptions::new(), &mut [0u8; 64]),
-        Err(QgaError::NotSynced)
+        h.c.execute_raw(
+            Instant::ZERO,
+            "guest-ping",
+            None,
+            ExecuteOptions::new(),
+            &mut [0u8; 64]
+        ),
+        Err(ExecuteError::NotSynced)
     ));
     let sync = h.sync(1234, 1000);
     assert_eq!(h.c.state(), QgaState::Syncing);
@@ -254,7 +330,9 @@ fn replay(sizes: Chunker) -> (Vec<Ev>, Vec<u8>) {
         e => panic!("{e:?}"),
     }
 
-    let plain = h.c.sync_plain(h.now, 99, 1000).unwrap();
+    let plain =
+        h.c.sync_plain(Instant::from_millis(h.now), 99, Instant::from_millis(1000))
+            .unwrap();
     h.transmit();
     assert_eq!(h.until(plain), Ev::Return(plain, "99".into()));
 
@@ -278,7 +356,7 @@ fn replay(sizes: Chunker) -> (Vec<Ev>, Vec<u8>) {
         )
     );
     h.drain();
-    assert_eq!(h.at, S2C.len());
+    assert_eq!(h.at, s2c_with_our_ids().len());
     assert!(h.chunk.is_empty());
     (h.events, h.sent)
 }
@@ -389,9 +467,14 @@ fn sync_delimiter_inside_a_stale_string() {
 fn sync_resets_the_framer_so_half_read_input_cannot_merge() {
     let mut h = H::new(b"{\"return\": 77}\n", Box::new(|| usize::MAX));
     // Half a message, inside a string, read before the sync.
-    assert_eq!(h.c.handle_input(0, b"{\"return\": {\"a\": \"x"), 19);
+    assert_eq!(
+        h.c.handle_input(Instant::ZERO, b"{\"return\": {\"a\": \"x"),
+        19
+    );
     assert!(h.c.poll_event().is_none());
-    let t = h.c.sync_plain(0, 77, 100).unwrap();
+    let t =
+        h.c.sync_plain(Instant::ZERO, 77, Instant::from_millis(100))
+            .unwrap();
     h.transmit();
     assert_eq!(
         h.sent,
@@ -404,16 +487,19 @@ fn sync_resets_the_framer_so_half_read_input_cannot_merge() {
 fn sync_retries_after_timeout_and_ignores_the_late_reply() {
     let mut h = H::new(b"", Box::new(|| usize::MAX));
     let first = h.sync(111, 100);
-    assert_eq!(h.c.poll_timeout(), Some(100));
-    assert!(matches!(h.c.sync(0, 5, 200), Err(QgaError::SyncInProgress)));
-    h.c.handle_timeout(99);
+    assert_eq!(h.c.poll_timeout().map(Instant::as_millis), Some(100));
+    assert!(matches!(
+        h.c.sync(Instant::ZERO, 5, Instant::from_millis(200)),
+        Err(ExecuteError::SyncInProgress)
+    ));
+    h.c.handle_timeout(Instant::from_millis(99));
     h.poll();
     assert!(h.events.is_empty());
-    h.c.handle_timeout(100);
+    h.c.handle_timeout(Instant::from_millis(100));
     h.poll();
     assert_eq!(h.events, [Ev::Timeout(first)]);
     assert_eq!(h.c.state(), QgaState::Unsynced);
-    assert_eq!(h.c.poll_timeout(), None);
+    assert_eq!(h.c.poll_timeout().map(Instant::as_millis), None);
 
     h.now = 100;
     let second = h.sync(222, 300);
@@ -455,10 +541,11 @@ fn sync_ids_above_2_pow_53_compare_exactly() {
     // i64::MAX is the largest id qemu-ga takes.
     let mut h = H::new(b"", Box::new(|| 1));
     assert!(matches!(
-        h.c.sync(0, u64::MAX, 1),
-        Err(QgaError::IdOutOfRange)
+        h.c.sync(Instant::ZERO, u64::MAX, Instant::from_millis(1)),
+        Err(ExecuteError::IdOutOfRange)
     ));
-    h.c.sync(0, i64::MAX as u64, 1).unwrap();
+    h.c.sync(Instant::ZERO, i64::MAX as u64, Instant::from_millis(1))
+        .unwrap();
     h.transmit();
     assert!(h.sent.ends_with(b"{\"id\":9223372036854775807}}"));
 }
@@ -471,16 +558,26 @@ fn command_timeout_unsyncs_and_late_reply_is_unmatched() {
     h.until(s);
     let mut out = [0u8; 128];
     let (slow, _) =
-        h.c.execute(0, &GuestPing, QgaOptions::new().timeout_ms(50), &mut out)
-            .unwrap();
-    assert_eq!(h.c.poll_timeout(), Some(50));
-    h.c.handle_timeout(50);
+        h.c.execute(
+            Instant::ZERO,
+            &GuestPing,
+            ExecuteOptions::new().timeout_ms(50),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(h.c.poll_timeout().map(Instant::as_millis), Some(50));
+    h.c.handle_timeout(Instant::from_millis(50));
     h.poll();
     assert_eq!(h.events.last(), Some(&Ev::Timeout(slow)));
     assert_eq!(h.c.state(), QgaState::Unsynced);
     assert!(matches!(
-        h.c.execute(60, &GuestPing, QgaOptions::new(), &mut out),
-        Err(QgaError::NotSynced)
+        h.c.execute(
+            Instant::from_millis(60),
+            &GuestPing,
+            ExecuteOptions::new(),
+            &mut out
+        ),
+        Err(ExecuteError::NotSynced)
     ));
     // The late reply before any new sync: unmatched, never someone else's.
     stream.extend_from_slice(b"{\"return\": {}, \"id\": 1}\n");
@@ -507,8 +604,11 @@ fn sync_abandons_waiting_commands_and_eof_disconnects() {
     h.poll();
     assert_eq!(h.events.last(), Some(&Ev::Disconnected(s2)));
     assert_eq!(h.c.state(), QgaState::Closed);
-    assert!(matches!(h.c.sync(0, 1, 2), Err(QgaError::Closed)));
-    assert_eq!(h.c.handle_input(0, b"xyz"), 3);
+    assert!(matches!(
+        h.c.sync(Instant::ZERO, 1, Instant::from_millis(2)),
+        Err(ExecuteError::Closed)
+    ));
+    assert_eq!(h.c.handle_input(Instant::ZERO, b"xyz"), 3);
 }
 
 #[test]
@@ -526,10 +626,10 @@ fn no_response_commands_and_oversized_replies() {
     let mut out = [0u8; 64];
     let (shut, n) =
         h.c.execute_raw(
-            0,
+            Instant::ZERO,
             "guest-shutdown",
             None,
-            QgaOptions::new().no_response(),
+            ExecuteOptions::new().no_response(),
             &mut out,
         )
         .unwrap();
@@ -547,7 +647,8 @@ fn no_response_commands_and_oversized_replies() {
 #[test]
 fn buffers_too_small_are_reported() {
     let mut h = H::new(b"", Box::new(|| 1));
-    h.c.sync(0, 1234, 10).unwrap();
+    h.c.sync(Instant::ZERO, 1234, Instant::from_millis(10))
+        .unwrap();
     let mut small = [0u8; 10];
     let need = 1 + br#"{"execute":"guest-sync-delimited","arguments":{"id":1234}}"#.len();
     assert_eq!(
@@ -578,18 +679,21 @@ fn client_allocates_nothing() {
     let mut fb = [0u8; 1024];
     let mut out = [0u8; 256];
     let (n_events, allocs) = count_allocs(|| {
-        let mut c: QgaClient<&mut [u8], 4> = QgaClient::new(&mut fb[..]);
+        let mut c: QgaClient<&mut [u8], 4> =
+            QgaClient::with_config(&mut fb[..], qmp_core::qga::QgaConfig::new());
         let mut n_events = 0;
-        let s = c.sync(0, (1 << 62) + 1, 100).unwrap();
+        let s = c
+            .sync(Instant::ZERO, (1 << 62) + 1, Instant::from_millis(100))
+            .unwrap();
         let n = c.poll_transmit(&mut out).unwrap().unwrap();
         assert_eq!(out[0], 0xFF);
         assert!(n > 1);
         let feed = |c: &mut QgaClient<&mut [u8], 4>, mut input: &[u8], n_events: &mut usize| {
             while !input.is_empty() {
-                input = &input[c.handle_input(0, input)..];
+                input = &input[c.handle_input(Instant::ZERO, input)..];
                 while let Some(ev) = c.poll_event() {
                     *n_events += 1;
-                    if let QgaEvent::Resolved { token, outcome } = ev {
+                    if let ClientEvent::Resolved { token, outcome } = ev {
                         if token == s {
                             assert!(outcome.is_return());
                         }
@@ -602,22 +706,27 @@ fn client_allocates_nothing() {
         };
         feed(&mut c, phase1, &mut n_events);
         assert_eq!(c.state(), QgaState::Synced);
-        c.execute(0, &GuestPing, QgaOptions::new(), &mut out)
+        c.execute(Instant::ZERO, &GuestPing, ExecuteOptions::new(), &mut out)
             .unwrap();
-        c.execute(0, &GuestGetTime, QgaOptions::new(), &mut out)
-            .unwrap();
-        c.execute(0, &GuestInfo, QgaOptions::new(), &mut out)
+        c.execute(
+            Instant::ZERO,
+            &GuestGetTime,
+            ExecuteOptions::new(),
+            &mut out,
+        )
+        .unwrap();
+        c.execute(Instant::ZERO, &GuestInfo, ExecuteOptions::new(), &mut out)
             .unwrap();
         c.execute_raw(
-            0,
+            Instant::ZERO,
             "guest-file-read",
             Some(args),
-            QgaOptions::new().timeout_ms(5),
+            ExecuteOptions::new().timeout_ms(5),
             &mut out,
         )
         .unwrap();
         feed(&mut c, &phase2, &mut n_events);
-        c.handle_timeout(10);
+        c.handle_timeout(Instant::from_millis(10));
         while c.poll_event().is_some() {
             n_events += 1;
         }
@@ -678,7 +787,7 @@ fn client_against_our_agent_in_qga_mode() {
                 to_agent.extend_from_slice(&tx[..n]);
             }
             if !to_agent.is_empty() {
-                let n = agent.handle_input(0, to_agent);
+                let n = agent.handle_input(Instant::ZERO, to_agent);
                 to_agent.drain(..n);
                 progress |= n > 0;
             }
@@ -701,7 +810,7 @@ fn client_against_our_agent_in_qga_mode() {
             // Deliver in small pieces.
             while !to_client.is_empty() {
                 let take = to_client.len().min(7);
-                let n = client.handle_input(0, &to_client[..take]);
+                let n = client.handle_input(Instant::ZERO, &to_client[..take]);
                 to_client.drain(..n);
                 while let Some(ev) = client.poll_event() {
                     events.push(own(ev));
@@ -725,7 +834,13 @@ fn client_against_our_agent_in_qga_mode() {
     let stale = events.len();
     assert_eq!(stale, 1, "{events:?}"); // the stale guest-ping reply
 
-    let sync = client.sync(0, 0x7edc_ba98_7654_3210, 1000).unwrap();
+    let sync = client
+        .sync(
+            Instant::ZERO,
+            0x7edc_ba98_7654_3210,
+            Instant::from_millis(1000),
+        )
+        .unwrap();
     pump(
         &mut agent,
         &mut client,
@@ -745,19 +860,30 @@ fn client_against_our_agent_in_qga_mode() {
 
     let mut out = [0u8; 256];
     let (ping, n) = client
-        .execute(0, &GuestPing, QgaOptions::new(), &mut out)
+        .execute(Instant::ZERO, &GuestPing, ExecuteOptions::new(), &mut out)
         .unwrap();
     to_agent.extend_from_slice(&out[..n]);
     let (time, n) = client
-        .execute(0, &GuestGetTime, QgaOptions::new(), &mut out)
+        .execute(
+            Instant::ZERO,
+            &GuestGetTime,
+            ExecuteOptions::new(),
+            &mut out,
+        )
         .unwrap();
     to_agent.extend_from_slice(&out[..n]);
     let (inf, n) = client
-        .execute(0, &GuestInfo, QgaOptions::new(), &mut out)
+        .execute(Instant::ZERO, &GuestInfo, ExecuteOptions::new(), &mut out)
         .unwrap();
     to_agent.extend_from_slice(&out[..n]);
     let (nope, n) = client
-        .execute_raw(0, "guest-nope", None, QgaOptions::new(), &mut out)
+        .execute_raw(
+            Instant::ZERO,
+            "guest-nope",
+            None,
+            ExecuteOptions::new(),
+            &mut out,
+        )
         .unwrap();
     to_agent.extend_from_slice(&out[..n]);
     let before = events.len();

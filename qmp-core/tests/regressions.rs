@@ -1,6 +1,7 @@
 //! Regression tests for bugs found by fuzzing (`fuzz/`), with exact bytes.
 
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Emitted, EventOut};
+use qmp_core::Instant;
 
 const COMMANDS: &[CommandSpec<'static>] = &[CommandSpec::new("cmd-a")];
 
@@ -12,7 +13,7 @@ fn run(agent: &mut Agent<'_, '_>, mut input: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut tx = [0u8; 4096];
     for _ in 0..100 {
-        let used = agent.handle_input(0, input);
+        let used = agent.handle_input(Instant::ZERO, input);
         input = &input[used..];
         assert!(agent.poll_request().is_none());
         if input.is_empty() {
@@ -63,16 +64,10 @@ fn too_large_substitute_not_dropped_when_output_full() {
     let cfg = AgentConfig::new((10, 0, 2), "", COMMANDS);
     let mut agent = Agent::new(cfg, AgentBuffers::new(&mut f, &mut q, &mut o)).unwrap();
     let caps = b"{\"execute\": \"qmp_capabilities\"}";
-    assert_eq!(agent.handle_input(0, caps), caps.len());
+    assert_eq!(agent.handle_input(Instant::ZERO, caps), caps.len());
     // Fill the output: greeting, return, an event.
-    let event = EventOut {
-        name: "SHUTDOWN",
-        data: None,
-        seconds: 1,
-        microseconds: 2,
-        throttle_key: None,
-    };
-    assert_eq!(agent.emit(0, &event), Ok(Emitted::Sent));
+    let event = EventOut::new("SHUTDOWN").timestamp(1, 2);
+    assert_eq!(agent.emit(Instant::ZERO, &event), Ok(Emitted::Sent));
     // Its CommandNotFound reply (about 300 bytes) can never fit 256.
     let name = "x".repeat(220);
     let input = format!("{{\"execute\": \"{name}\", \"id\": 1}}");
@@ -96,11 +91,15 @@ fn too_large_substitute_not_dropped_when_output_full() {
 /// stream.
 #[test]
 fn qga_delimiter_after_stale_message_filling_the_buffer() {
+    use qmp_core::client::ClientEvent;
     use qmp_core::client::Outcome;
-    use qmp_core::qga::{QgaClient, QgaEvent};
+    use qmp_core::qga::QgaClient;
     let mut buf = [0u8; 64];
-    let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
-    let token = client.sync(0, 3, 1000).unwrap();
+    let mut client: QgaClient<&mut [u8], 4> =
+        QgaClient::with_config(&mut buf[..], qmp_core::qga::QgaConfig::new());
+    let token = client
+        .sync(Instant::ZERO, 3, Instant::from_millis(1000))
+        .unwrap();
     let mut out = [0u8; 128];
     assert!(client.poll_transmit(&mut out).unwrap().is_some());
     let mut stream = b"{\"return\": \"".to_vec();
@@ -108,17 +107,20 @@ fn qga_delimiter_after_stale_message_filling_the_buffer() {
     stream.extend_from_slice(b"\xff{\"return\": 3}\n");
     for chunk_size in [1, 5, 64, 100] {
         let mut buf = [0u8; 64];
-        let mut client: QgaClient<&mut [u8], 4> = QgaClient::new(&mut buf[..]);
-        let token = client.sync(0, 3, 1000).unwrap();
+        let mut client: QgaClient<&mut [u8], 4> =
+            QgaClient::with_config(&mut buf[..], qmp_core::qga::QgaConfig::new());
+        let token = client
+            .sync(Instant::ZERO, 3, Instant::from_millis(1000))
+            .unwrap();
         let _ = client.poll_transmit(&mut out).unwrap();
         let mut done = None;
         for chunk in stream.chunks(chunk_size) {
             let mut rest = chunk;
             while !rest.is_empty() {
-                let used = client.handle_input(1, rest);
+                let used = client.handle_input(Instant::from_millis(1), rest);
                 rest = &rest[used..];
                 while let Some(ev) = client.poll_event() {
-                    if let QgaEvent::Resolved {
+                    if let ClientEvent::Resolved {
                         token: t,
                         outcome: Outcome::Return(v),
                     } = ev

@@ -35,12 +35,13 @@ use crate::addr::{Address, Stream};
 use crate::json::Json;
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError, EventOut,
-    Reply as CoreReply, Throttle, Token,
+    Reply as CoreReply, ReplyToken, Throttle,
 };
 use qmp_core::encode::Style;
 use qmp_core::json::RawJson;
 use qmp_core::message::Exec;
-use std::collections::{HashMap, HashSet};
+use qmp_core::Instant as Clock;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::FileTypeExt;
@@ -275,7 +276,7 @@ where
 pub struct Ctx<'c> {
     events: &'c EventSender,
     tx: &'c ConnTx,
-    token: Token,
+    request: u32,
     conn_id: u64,
     deferred: bool,
     stop: bool,
@@ -293,7 +294,7 @@ impl Ctx<'_> {
         self.deferred = true;
         Completer {
             tx: self.tx.clone(),
-            token: self.token,
+            request: self.request,
             done: false,
         }
     }
@@ -314,7 +315,9 @@ impl Ctx<'_> {
 /// `GenericError` so the session does not stall.
 pub struct Completer {
     tx: ConnTx,
-    token: Token,
+    /// The request's [`ReplyToken::id`]: the token itself stays with the
+    /// session thread.
+    request: u32,
     done: bool,
 }
 
@@ -322,7 +325,7 @@ impl Completer {
     /// Sends the answer (ignored if the connection has closed).
     pub fn complete(mut self, response: Response) {
         self.done = true;
-        let _ = self.tx.send(ConnMsg::Complete(self.token, response));
+        let _ = self.tx.send(ConnMsg::Complete(self.request, response));
     }
 }
 
@@ -330,7 +333,7 @@ impl Drop for Completer {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.tx.send(ConnMsg::Complete(
-                self.token,
+                self.request,
                 Response::generic_error("command was dropped without a reply"),
             ));
         }
@@ -340,7 +343,7 @@ impl Drop for Completer {
 impl std::fmt::Debug for Completer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Completer")
-            .field("token", &self.token)
+            .field("request", &self.request)
             .finish()
     }
 }
@@ -453,7 +456,7 @@ impl std::fmt::Debug for StopHandle {
 
 enum ConnMsg {
     Event(Arc<Event>),
-    Complete(Token, Response),
+    Complete(u32, Response),
     Stop,
 }
 
@@ -778,8 +781,8 @@ struct State {
     stop: bool,
     /// Stop the server once output is flushed.
     stop_server: bool,
-    /// Deferred requests not answered yet.
-    outstanding: HashSet<Token>,
+    /// Deferred requests not answered yet, by token id.
+    outstanding: HashMap<u32, ReplyToken>,
     /// Time zero of the agent's millisecond clock.
     epoch: Instant,
 }
@@ -790,8 +793,8 @@ const FLUSH_AT: usize = 64 * 1024;
 
 impl State {
     /// Milliseconds since [`State::epoch`] (the agent's clock).
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn now(&self) -> Clock {
+        Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     fn has_pending(&self) -> bool {
@@ -839,31 +842,32 @@ impl Conn<'_> {
         let specs: Vec<CommandSpec<'_>> = cfg
             .commands
             .iter()
-            .map(|c| CommandSpec {
-                name: &c.name,
-                allow_oob: c.allow_oob,
-                success_response: c.success_response,
+            .map(|c| {
+                let spec = CommandSpec::new(&c.name);
+                let spec = if c.allow_oob { spec.oob() } else { spec };
+                if c.success_response {
+                    spec
+                } else {
+                    spec.no_success_response()
+                }
             })
             .collect();
         let throttles: Vec<Throttle<'_>> = cfg
             .throttle
             .iter()
-            .map(|(event, window_ms)| Throttle {
-                event,
-                window_ms: *window_ms,
-            })
+            .map(|(event, window_ms)| Throttle::new(event, *window_ms))
             .collect();
-        let mut acfg = if cfg.qga {
+        let acfg = if cfg.qga {
             AgentConfig::qga(&specs)
         } else {
-            let mut a = AgentConfig::new(cfg.version, &cfg.package, &specs);
-            a.offer_oob = cfg.offer_oob;
+            let a = AgentConfig::new(cfg.version, &cfg.package, &specs).with_oob(cfg.offer_oob);
             if cfg.pretty {
-                a.style = Style::QMP_PRETTY;
+                a.with_style(Style::QMP_PRETTY)
+            } else {
+                a
             }
-            a
-        };
-        acfg.throttle = &throttles;
+        }
+        .with_throttle(&throttles);
         let mut fb = vec![0u8; cfg.framer_size.max(1)];
         let mut qb = vec![0u8; cfg.queue_len()];
         let mut ob = vec![0u8; cfg.out_size];
@@ -875,8 +879,7 @@ impl Conn<'_> {
                 4 * THROTTLE_SLOT_SIZE
             }
         ];
-        let mut bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob);
-        bufs.throttle = &mut tb;
+        let bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob).with_throttle(&mut tb);
         let mut agent =
             Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
 
@@ -887,7 +890,7 @@ impl Conn<'_> {
             eof: false,
             stop: false,
             stop_server: false,
-            outstanding: HashSet::new(),
+            outstanding: HashMap::new(),
             epoch: Instant::now(),
         };
         let mut txbuf = vec![0u8; READ_CHUNK];
@@ -927,20 +930,23 @@ impl Conn<'_> {
                     st.stop_server = true;
                 }
                 let now_reply = match outcome {
-                    Outcome::Reply(r) => Some(r),
+                    Outcome::Reply(r) => Some((token, r)),
                     Outcome::Deferred if deferred => {
                         // Before draining: the completion may already be
                         // waiting in the channel.
-                        st.outstanding.insert(token);
+                        st.outstanding.insert(token.id(), token);
                         None
                     }
-                    Outcome::Deferred => Some(Response::generic_error(
-                        "internal error: deferred without taking a completer",
+                    Outcome::Deferred => Some((
+                        token,
+                        Response::generic_error(
+                            "internal error: deferred without taking a completer",
+                        ),
                     )),
                 };
                 // Events the handler emitted go out before its reply.
                 self.drain(agent, out, txbuf, st)?;
-                if let Some(r) = now_reply {
+                if let Some((token, r)) = now_reply {
                     complete(agent, out, txbuf, token, &r)?;
                 }
             }
@@ -973,7 +979,9 @@ impl Conn<'_> {
             self.sleep(
                 st.wants_read(),
                 out,
-                agent.poll_timeout().map(|due| due.saturating_sub(st.now())),
+                agent
+                    .poll_timeout()
+                    .map(|due| due.saturating_millis_since(st.now())),
             )?;
             let now = st.now();
             if agent.poll_timeout().is_some_and(|due| due <= now) {
@@ -1014,7 +1022,10 @@ impl Conn<'_> {
     }
 
     /// Hands the next request to the handler.
-    fn next_request(&mut self, agent: &mut Agent<'_, '_>) -> Option<(Token, Outcome, bool, bool)> {
+    fn next_request(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+    ) -> Option<(ReplyToken, Outcome, bool, bool)> {
         let inc = agent.poll_request()?;
         let name = self
             .cfg
@@ -1031,7 +1042,7 @@ impl Conn<'_> {
         let mut ctx = Ctx {
             events: self.events,
             tx: &self.tx,
-            token: inc.token,
+            request: inc.token.id(),
             conn_id: self.id,
             deferred: false,
             stop: false,
@@ -1074,8 +1085,8 @@ impl Conn<'_> {
         match msg {
             ConnMsg::Stop => st.stop = true,
             ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, st.now())?,
-            ConnMsg::Complete(token, r) => {
-                if st.outstanding.remove(&token) {
+            ConnMsg::Complete(request, r) => {
+                if let Some(token) = st.outstanding.remove(&request) {
                     complete(agent, out, txbuf, token, &r)?;
                 }
             }
@@ -1094,17 +1105,17 @@ fn flush(agent: &mut Agent<'_, '_>, out: &mut Stream, txbuf: &mut [u8]) -> io::R
     Ok(any)
 }
 
+/// Answers a request, transmitting while the output is full. (A reply that
+/// can never be sent is answered by the core with an error in its place.)
 fn complete(
     agent: &mut Agent<'_, '_>,
     out: &mut Stream,
     txbuf: &mut [u8],
-    token: Token,
+    mut token: ReplyToken,
     response: &Response,
 ) -> io::Result<()> {
-    let mut replacement: Option<Response> = None;
-    for _ in 0..4 {
-        let r = replacement.as_ref().unwrap_or(response);
-        let result = match r {
+    loop {
+        let result = match response {
             Response::Return(v) => agent.complete(token, CoreReply::Return(v)),
             Response::Error { class, desc } => {
                 agent.complete(token, CoreReply::Error { class, desc })
@@ -1112,19 +1123,25 @@ fn complete(
             Response::NoResponse => agent.complete(token, CoreReply::NoResponse),
         };
         match result {
-            Ok(()) | Err(CompleteError::UnknownToken) => return Ok(()),
-            Err(CompleteError::OutputFull { .. }) => {
-                flush(agent, out, txbuf)?;
+            Err(CompleteError::OutputFull { token: t, .. }) => {
+                token = t;
+                if !flush(agent, out, txbuf)? {
+                    // Nothing to send yet no room: cannot happen; answer
+                    // with a short error rather than spin.
+                    let _ = agent.complete(
+                        token,
+                        CoreReply::Error {
+                            class: "GenericError",
+                            desc: "internal error: output buffer stuck",
+                        },
+                    );
+                    return Ok(());
+                }
             }
-            Err(CompleteError::ReplyTooLarge { required }) => {
-                replacement = Some(Response::generic_error(format!(
-                    "reply of {required} bytes exceeds the output buffer"
-                )));
-            }
-            Err(e) => replacement = Some(Response::generic_error(format!("{e}"))),
+            // Answered (by the core, when the reply could never be sent).
+            _ => return Ok(()),
         }
     }
-    Ok(())
 }
 
 fn emit(
@@ -1132,19 +1149,19 @@ fn emit(
     out: &mut Stream,
     txbuf: &mut [u8],
     ev: &Event,
-    now: u64,
+    now: Clock,
 ) -> io::Result<()> {
     let data = ev
         .data
         .as_ref()
         .map(|d| d as &dyn qmp_core::encode::WriteJson);
-    let e = EventOut {
-        name: &ev.name,
-        data,
-        seconds: ev.seconds,
-        microseconds: ev.microseconds,
-        throttle_key: ev.throttle_key.as_deref(),
-    };
+    let mut e = EventOut::new(&ev.name).timestamp(ev.seconds, ev.microseconds);
+    if let Some(d) = data {
+        e = e.data(d);
+    }
+    if let Some(k) = ev.throttle_key.as_deref() {
+        e = e.throttle_key(k);
+    }
     for _ in 0..2 {
         match agent.emit(now, &e) {
             Err(EmitError::OutputFull { .. }) => {

@@ -50,6 +50,7 @@ use qmp_core::client::{
 use qmp_core::json::{JsonKind, RawJson};
 use qmp_core::message::Timestamp;
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant as Clock;
 use qmp_core::InsufficientSize;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -1035,7 +1036,7 @@ impl<T: Transport> Client<T> {
                     }
                     return Ok(Pending { id });
                 }
-                Err(ExecuteError::BufferTooSmall { required }) => {
+                Err(ExecuteError::InsufficientSize(InsufficientSize { required })) => {
                     self.tx.resize(required, 0);
                 }
                 Err(ExecuteError::TooManyInBand | ExecuteError::TooManyInFlight) => {
@@ -1247,8 +1248,9 @@ impl<T: Transport> Client<T> {
 
     // -- the pump ------------------------------------------------------
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// The core's clock: milliseconds since the client was created.
+    fn now_ms(&self) -> Clock {
+        Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     fn set_write_timeout(&mut self, t: Option<Duration>) -> Result<(), Error> {
@@ -1308,7 +1310,7 @@ impl<T: Transport> Client<T> {
         let mut wait = self
             .core
             .poll_timeout()
-            .map(|at| Duration::from_millis(at.saturating_sub(now_ms)));
+            .map(|at| Duration::from_millis(at.saturating_millis_since(now_ms)));
         if let Some(until) = until {
             let left = until.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(left, |w| w.min(left)));

@@ -32,9 +32,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use qmp_core::client::Outcome;
+use qmp_core::client::{ClientEvent, ExecuteError, ExecuteOptions, Token};
 use qmp_core::encode::EncodeError;
-use qmp_core::qga::{QgaClient, QgaError, QgaEvent, QgaOptions, QgaState, Token};
+use qmp_core::qga::{QgaClient, QgaState};
 use qmp_core::scan::{validate, FramerConfig};
+use qmp_core::Instant as Clock;
 use serde::de::DeserializeOwned;
 
 use crate::Address;
@@ -265,13 +267,14 @@ impl<S: Read + Write> Qga<S> {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) & i64::MAX as u64).max(1)
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// The core's clock: milliseconds since the client was created.
+    fn now_ms(&self) -> Clock {
+        Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn deadline(&self) -> u64 {
+    fn deadline(&self) -> Clock {
         let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        self.now_ms().saturating_add(ms.max(1))
+        self.now_ms().saturating_add_millis(ms.max(1))
     }
 
     /// Runs the sync procedure (a fresh random id per attempt, up to three
@@ -291,7 +294,7 @@ impl<S: Read + Write> Qga<S> {
             let deadline = self.deadline();
             let token = match self.client.sync(now, id, deadline) {
                 Ok(t) => t,
-                Err(QgaError::Closed) => return Err(Error::Disconnected),
+                Err(ExecuteError::Closed) => return Err(Error::Disconnected),
                 Err(e) => return Err(Error::Protocol(e.to_string())),
             };
             self.pending_sync = Some(token);
@@ -359,15 +362,17 @@ impl<S: Read + Write> Qga<S> {
             self.sync()?;
         }
         let now = self.now_ms();
-        let options = QgaOptions::new().deadline(self.deadline());
+        let options = ExecuteOptions::new().deadline(self.deadline());
         let (token, n) = loop {
             match self
                 .client
                 .execute_raw(now, name, args, options, &mut self.out)
             {
                 Ok(r) => break r,
-                Err(QgaError::BufferTooSmall { required }) => self.out.resize(required, 0),
-                Err(QgaError::Closed) => return Err(Error::Disconnected),
+                Err(ExecuteError::InsufficientSize(InsufficientSize { required })) => {
+                    self.out.resize(required, 0)
+                }
+                Err(ExecuteError::Closed) => return Err(Error::Disconnected),
                 Err(e) => return Err(Error::Protocol(e.to_string())),
             }
         };
@@ -415,7 +420,7 @@ impl<S: Read + Write> Qga<S> {
     fn drain_events(&mut self, token: Option<Token>) -> Option<Done> {
         let mut done = None;
         while let Some(ev) = self.client.poll_event() {
-            if let QgaEvent::Resolved { token: t, outcome } = ev {
+            if let ClientEvent::Resolved { token: t, outcome } = ev {
                 if Some(t) == token {
                     done = Some(match outcome {
                         Outcome::Return(v) => Done::Return(compact(v.as_bytes())),
@@ -458,7 +463,7 @@ impl<S: Read + Write> Qga<S> {
                     self.client.handle_timeout(now);
                     continue;
                 }
-                Some(t) => Some(Duration::from_millis(t - now)),
+                Some(t) => Some(Duration::from_millis(t.saturating_millis_since(now))),
                 None => None,
             };
             (self.set_timeout)(&self.stream, wait)?;

@@ -5,7 +5,9 @@
 use core::ops::ControlFlow;
 use cortex_m_rt::entry;
 use qmp_core::agent::io::serve;
-use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, EventOut, Reply};
+use qmp_core::agent::{
+    Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EventOut, Reply, ReplyToken,
+};
 use qmp_core::encode::Ser;
 use qmp_firmware::{now_ms, Uart};
 
@@ -24,6 +26,35 @@ struct Status {
 
 #[derive(serde::Serialize)]
 struct Empty {}
+
+/// What the application answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    Status,
+    Done,
+}
+
+/// Answers; a reply that finds the output full is handed back, to be
+/// retried once `serve` has transmitted (its next turn). Any other failure
+/// is already answered by the agent with an error in its place.
+fn answer(
+    agent: &mut Agent<'_, '_>,
+    token: ReplyToken,
+    what: Answer,
+    running: bool,
+) -> Option<(ReplyToken, Answer)> {
+    let r = match what {
+        Answer::Status => {
+            let status = Status { status: if running { "running" } else { "paused" }, running };
+            agent.complete(token, Reply::Return(&Ser(&status)))
+        }
+        Answer::Done => agent.complete(token, Reply::Return(&Ser(&Empty {}))),
+    };
+    match r {
+        Err(CompleteError::OutputFull { token, .. }) => Some((token, what)),
+        _ => None,
+    }
+}
 
 // The caller's buffers: 512-byte requests, room for one more queued
 // request, 512 bytes of output.
@@ -45,35 +76,43 @@ fn main() -> ! {
     let mut rx = [0u8; 64];
     let mut tx = [0u8; 64];
     let mut running = true;
+    let config = AgentConfig::new((0, 1, 0), "fw", &COMMANDS);
+    let Ok(mut agent) = Agent::new(config, AgentBuffers::new(framer, queue, out)) else {
+        loop {}
+    };
+    let mut waiting: Option<(ReplyToken, Answer)> = None;
     loop {
-        let config = AgentConfig::new((0, 1, 0), "fw", &COMMANDS);
-        let Ok(mut agent) = Agent::new(config, AgentBuffers::new(&mut *framer, &mut *queue, &mut *out)) else {
-            loop {}
-        };
         let _ = serve(&mut agent, &mut uart, &mut rx, &mut tx, now_ms, |agent, now| {
+            if let Some((token, what)) = waiting.take() {
+                waiting = answer(agent, token, what, running);
+                if waiting.is_some() {
+                    return ControlFlow::Continue(());
+                }
+            }
             while let Some(req) = agent.poll_request() {
                 let token = req.token;
-                let name = req.name;
-                if name.eq_str("query-status") {
-                    let status = Status { status: if running { "running" } else { "paused" }, running };
-                    let _ = agent.complete(token, Reply::Return(&Ser(&status)));
+                let what = if req.name.eq_str("query-status") {
+                    Answer::Status
                 } else {
-                    let stopping = name.eq_str("stop");
+                    let stopping = req.name.eq_str("stop");
                     running = !stopping;
-                    let ms = now as i64;
-                    let event = EventOut {
-                        name: if stopping { "STOP" } else { "RESUME" },
-                        data: None,
-                        seconds: ms / 1000,
-                        microseconds: (ms % 1000) * 1000,
-                        throttle_key: None,
-                    };
+                    let ms = now.as_millis() as i64;
+                    let event = EventOut::new(if stopping { "STOP" } else { "RESUME" })
+                        .timestamp(ms / 1000, (ms % 1000) * 1000);
+                    // Sent, or dropped before negotiation; with no room the
+                    // event is lost (a firmware would count it).
                     let _ = agent.emit(now, &event);
-                    let _ = agent.complete(token, Reply::Return(&Ser(&Empty {})));
+                    Answer::Done
+                };
+                waiting = answer(agent, token, what, running);
+                if waiting.is_some() {
+                    break;
                 }
             }
             ControlFlow::Continue(())
         });
-        // The connection closed: a new session on the same buffers.
+        // The connection closed: the agent is reset (its greeting queued)
+        // for the next peer. A reply still waiting is for the old peer.
+        waiting = None;
     }
 }

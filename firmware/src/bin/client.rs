@@ -21,7 +21,7 @@ fn main() -> ! {
     // SAFETY: taken once.
     let framer = unsafe { &mut *core::ptr::addr_of_mut!(FRAMER) };
     let mut uart = Uart::new(0x4000_0000);
-    let mut client: Client<&mut [u8], 4> = Client::new(&mut framer[..]);
+    let mut client = Client::new(&mut framer[..]);
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
     let mut driver = Driver::new(&mut rx, &mut tx);
     if driver.negotiate(&mut client, &mut uart, now_ms, |_| {}).is_err() {

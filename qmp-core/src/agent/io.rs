@@ -1,7 +1,8 @@
 //! A blocking driver that serves one connection with an [`Agent`] over any
 //! `embedded_io::Read + Write` (feature `embedded-io`). No allocation.
 
-use super::{Agent, Millis};
+use super::Agent;
+use crate::Instant;
 use core::fmt;
 use core::ops::ControlFlow;
 use embedded_io::{Read, Write};
@@ -83,8 +84,8 @@ pub fn serve<T, N, A>(
 ) -> Result<Served, ServeError<T::Error>>
 where
     T: Read + Write,
-    N: FnMut() -> Millis,
-    A: FnMut(&mut Agent<'_, '_>, Millis) -> ControlFlow<()>,
+    N: FnMut() -> Instant,
+    A: FnMut(&mut Agent<'_, '_>, Instant) -> ControlFlow<()>,
 {
     let mut have = 0usize;
     loop {

@@ -51,7 +51,7 @@ fn u64_member(v: RawJson<'_>, key: &'static str) -> Result<u64, DecodeError> {
     member(v, key)?.as_u64().ok_or(DecodeError::Type(key))
 }
 
-fn empty_object(v: RawJson<'_>) -> Result<(), DecodeError> {
+pub(crate) fn empty_object(v: RawJson<'_>) -> Result<(), DecodeError> {
     // QEMU returns `{}`; accept any object.
     if v.kind() == JsonKind::Object {
         Ok(())
@@ -60,48 +60,21 @@ fn empty_object(v: RawJson<'_>) -> Result<(), DecodeError> {
     }
 }
 
-macro_rules! unit_command {
-    ($(#[$doc:meta])* $ty:ident, $name:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct $ty;
-
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_unit()
-            }
-        }
-
-        impl Command for $ty {
-            const NAME: &'static str = $name;
-            const HAS_ARGUMENTS: bool = false;
-            type Returns<'a> = ();
-            fn decode_returns(value: RawJson<'_>) -> Result<(), DecodeError> {
-                empty_object(value)
-            }
-        }
-    };
-}
-
-unit_command!(
+crate::command!(
     /// `stop`: pause the guest.
-    Stop,
-    "stop"
+    pub Stop = "stop" -> () = empty_object
 );
-unit_command!(
+crate::command!(
     /// `cont`: resume the guest.
-    Cont,
-    "cont"
+    pub Cont = "cont" -> () = empty_object
 );
-unit_command!(
+crate::command!(
     /// `system_powerdown`: press the ACPI power button.
-    SystemPowerdown,
-    "system_powerdown"
+    pub SystemPowerdown = "system_powerdown" -> () = empty_object
 );
-unit_command!(
+crate::command!(
     /// `quit`: QEMU exits (`SHUTDOWN` comes before the reply).
-    Quit,
-    "quit"
+    pub Quit = "quit" -> () = empty_object
 );
 
 /// `qmp_capabilities`: arguments `{"enable": ["oob"]}` when `oob`, else `{}`.
@@ -129,15 +102,10 @@ impl Command for QmpCapabilities {
     }
 }
 
-/// `query-version`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueryVersion;
-
-impl Serialize for QueryVersion {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
-    }
-}
+crate::command!(
+    /// `query-version`.
+    pub QueryVersion = "query-version" -> VersionInfo<'a> = decode_version
+);
 
 /// QEMU's version triple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,32 +128,22 @@ pub struct VersionInfo<'a> {
     pub package: JsonStr<'a>,
 }
 
-impl Command for QueryVersion {
-    const NAME: &'static str = "query-version";
-    const HAS_ARGUMENTS: bool = false;
-    type Returns<'a> = VersionInfo<'a>;
-    fn decode_returns(v: RawJson<'_>) -> Result<VersionInfo<'_>, DecodeError> {
-        let q = member(v, "qemu")?;
-        Ok(VersionInfo {
-            qemu: VersionTriple {
-                major: u64_member(q, "major")?,
-                minor: u64_member(q, "minor")?,
-                micro: u64_member(q, "micro")?,
-            },
-            package: str_member(v, "package")?,
-        })
-    }
+fn decode_version(v: RawJson<'_>) -> Result<VersionInfo<'_>, DecodeError> {
+    let q = member(v, "qemu")?;
+    Ok(VersionInfo {
+        qemu: VersionTriple {
+            major: u64_member(q, "major")?,
+            minor: u64_member(q, "minor")?,
+            micro: u64_member(q, "micro")?,
+        },
+        package: str_member(v, "package")?,
+    })
 }
 
-/// `query-commands`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueryCommands;
-
-impl Serialize for QueryCommands {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
-    }
-}
+crate::command!(
+    /// `query-commands`.
+    pub QueryCommands = "query-commands" -> CommandList<'a> = decode_commands
+);
 
 /// `query-commands`'s return value: a borrowed view of the array (no
 /// capacity limit, nothing copied).
@@ -212,28 +170,18 @@ impl<'a> CommandList<'a> {
     }
 }
 
-impl Command for QueryCommands {
-    const NAME: &'static str = "query-commands";
-    const HAS_ARGUMENTS: bool = false;
-    type Returns<'a> = CommandList<'a>;
-    fn decode_returns(v: RawJson<'_>) -> Result<CommandList<'_>, DecodeError> {
-        if v.kind() == JsonKind::Array {
-            Ok(CommandList(v))
-        } else {
-            Err(DecodeError::Type(""))
-        }
+fn decode_commands(v: RawJson<'_>) -> Result<CommandList<'_>, DecodeError> {
+    if v.kind() == JsonKind::Array {
+        Ok(CommandList(v))
+    } else {
+        Err(DecodeError::Type(""))
     }
 }
 
-/// `query-status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueryStatus;
-
-impl Serialize for QueryStatus {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_unit()
-    }
-}
+crate::command!(
+    /// `query-status`.
+    pub QueryStatus = "query-status" -> StatusInfo<'a> = decode_status
+);
 
 /// `query-status`'s return value.
 #[derive(Clone, Copy, Debug)]
@@ -247,20 +195,15 @@ pub struct StatusInfo<'a> {
     pub singlestep: Option<bool>,
 }
 
-impl Command for QueryStatus {
-    const NAME: &'static str = "query-status";
-    const HAS_ARGUMENTS: bool = false;
-    type Returns<'a> = StatusInfo<'a>;
-    fn decode_returns(v: RawJson<'_>) -> Result<StatusInfo<'_>, DecodeError> {
-        Ok(StatusInfo {
-            status: str_member(v, "status")?,
-            running: bool_member(v, "running")?,
-            singlestep: match v.get("singlestep") {
-                None => None,
-                Some(b) => Some(b.as_bool().ok_or(DecodeError::Type("singlestep"))?),
-            },
-        })
-    }
+fn decode_status(v: RawJson<'_>) -> Result<StatusInfo<'_>, DecodeError> {
+    Ok(StatusInfo {
+        status: str_member(v, "status")?,
+        running: bool_member(v, "running")?,
+        singlestep: match v.get("singlestep") {
+            None => None,
+            Some(b) => Some(b.as_bool().ok_or(DecodeError::Type("singlestep"))?),
+        },
+    })
 }
 
 /// `human-monitor-command`: runs an HMP command line; returns its output

@@ -12,6 +12,7 @@
 //! use qmp_core::client::{Client, ClientEvent, ExecuteOptions, Outcome};
 //! use qmp_core::client::commands::Stop;
 //! use qmp_core::client::driver::Driver;
+//! use qmp_core::Instant;
 //!
 //! /// Replays canned server bytes; swallows what the client writes.
 //! struct Canned(&'static [u8]);
@@ -33,11 +34,11 @@
 //!                      {\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": \"STOP\"}\r\n\
 //!                      {\"return\": {}, \"id\": 1}\r\n");
 //! let (mut fb, mut rx, mut tx) = ([0u8; 512], [0u8; 64], [0u8; 128]);
-//! let mut client: Client<_, 4> = Client::new(&mut fb[..]);
+//! let mut client = Client::new(&mut fb[..]);
 //! let mut driver = Driver::new(&mut rx, &mut tx);
-//! let now = || 0;
+//! let now = || Instant::ZERO;
 //! driver.negotiate(&mut client, &mut io, now, |_| {}).unwrap();
-//! let token = driver.execute(&mut client, &mut io, 0, &Stop, ExecuteOptions::new()).unwrap();
+//! let token = driver.execute(&mut client, &mut io, now(), &Stop, ExecuteOptions::new()).unwrap();
 //! let mut events = 0;
 //! let outcome = driver
 //!     .run_until(&mut client, &mut io, token, now, |ev| {

@@ -1,0 +1,98 @@
+//! The agent's output buffer: replies and events waiting for
+//! `poll_transmit`, written all or nothing.
+
+use crate::encode::EncodeError;
+use crate::InsufficientSize;
+
+/// Why a write into the output did not happen.
+pub(crate) enum WriteFail {
+    /// No room now (the size needed).
+    Full(usize),
+    /// Never fits (the size needed).
+    TooLarge(usize),
+    /// The value could not be encoded.
+    Encode(EncodeError),
+}
+
+pub(crate) struct Output<'b> {
+    buf: &'b mut [u8],
+    start: usize,
+    end: usize,
+}
+
+impl<'b> Output<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Output {
+            buf,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Forgets everything waiting.
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Runs a writer on the free space; all or nothing.
+    pub(crate) fn write(
+        &mut self,
+        f: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<usize, WriteFail> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let cap = self.buf.len();
+        let free = self.buf.get_mut(self.end..).unwrap_or(&mut []);
+        match f(free) {
+            Ok(n) => {
+                self.end += n;
+                Ok(n)
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) if required > cap => {
+                Err(WriteFail::TooLarge(required))
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+                Err(WriteFail::Full(required))
+            }
+            Err(e) => Err(WriteFail::Encode(e)),
+        }
+    }
+
+    /// Appends bytes as they are; all or nothing.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> Result<usize, WriteFail> {
+        self.write(|out| match out.get_mut(..bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            None => Err(EncodeError::InsufficientSize(InsufficientSize {
+                required: bytes.len(),
+            })),
+        })
+    }
+
+    /// Moves up to `buf.len()` waiting bytes into `buf`.
+    pub(crate) fn take(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let n = self.pending().min(buf.len());
+        if n == 0 {
+            return None;
+        }
+        let src = self.buf.get(self.start..self.start + n)?;
+        buf.get_mut(..n)?.copy_from_slice(src);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Some(n)
+    }
+}

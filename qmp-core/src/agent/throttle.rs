@@ -1,0 +1,148 @@
+//! Event throttling with QEMU's rule (`monitor_qapi_event_emit`): the first
+//! event of a name (and key) goes out at once and opens a window; later ones
+//! in the window replace a pending one, which goes out when the window ends
+//! and opens the next.
+
+use super::config::{Throttle, THROTTLE_SLOTS};
+use super::output::Output;
+use crate::encode::EncodeError;
+use crate::Instant;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Index of the rule; `usize::MAX` when free.
+    rule: usize,
+    key_hash: u32,
+    window_end: Instant,
+    /// Length of the pending rendered event in this slot's storage.
+    pending: usize,
+}
+
+const FREE: Slot = Slot {
+    rule: usize::MAX,
+    key_hash: 0,
+    window_end: Instant::ZERO,
+    pending: 0,
+};
+
+/// The windows in flight and their pending events, in the caller's
+/// throttle storage (shared evenly by the slots).
+pub(crate) struct Throttler<'b> {
+    buf: &'b mut [u8],
+    slots: [Slot; THROTTLE_SLOTS],
+}
+
+/// Where an event to emit stands.
+pub(crate) enum Window {
+    /// Not throttled.
+    Free,
+    /// First in its window: send now, then [`Throttler::open`].
+    First { rule: usize, key_hash: u32 },
+    /// In a window: replace the pending event.
+    Within(usize),
+}
+
+impl<'b> Throttler<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Throttler {
+            buf,
+            slots: [FREE; THROTTLE_SLOTS],
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.slots = [FREE; THROTTLE_SLOTS];
+    }
+
+    fn slot_len(&self) -> usize {
+        self.buf.len() / THROTTLE_SLOTS
+    }
+
+    /// Where an event named `name` (keyed by `key`) stands.
+    pub(crate) fn window(&self, rules: &[Throttle<'_>], name: &str, key: Option<&str>) -> Window {
+        let Some(rule) = rules.iter().position(|t| t.event() == name) else {
+            return Window::Free;
+        };
+        let key_hash = key.map_or(0, |k| crate::encode::tdb_hash(k.as_bytes()));
+        match self
+            .slots
+            .iter()
+            .position(|s| s.rule == rule && s.key_hash == key_hash)
+        {
+            Some(i) => Window::Within(i),
+            None => Window::First { rule, key_hash },
+        }
+    }
+
+    /// Whether a window can be opened.
+    pub(crate) fn has_free(&self) -> bool {
+        self.slots.iter().any(|s| s.rule == usize::MAX)
+    }
+
+    /// Opens a window after the first event of its name went out.
+    pub(crate) fn open(&mut self, rule: usize, key_hash: u32, window_end: Instant) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.rule == usize::MAX) {
+            *s = Slot {
+                rule,
+                key_hash,
+                window_end,
+                pending: 0,
+            };
+        }
+    }
+
+    /// Renders the event pending in window `i` (replacing any).
+    pub(crate) fn replace(
+        &mut self,
+        i: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let len = self.slot_len();
+        let region = self.buf.get_mut(i * len..(i + 1) * len).unwrap_or(&mut []);
+        let n = write(region)?;
+        if let Some(s) = self.slots.get_mut(i) {
+            s.pending = n;
+        }
+        Ok(())
+    }
+
+    /// When the next window ends.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.rule != usize::MAX)
+            .map(|s| s.window_end)
+            .min()
+    }
+
+    /// Ends the windows due by `now`: pending events go to `out` (and open
+    /// a new window); windows with nothing pending close. An event with no
+    /// room in `out` yet stays pending.
+    pub(crate) fn due(&mut self, now: Instant, rules: &[Throttle<'_>], out: &mut Output<'_>) {
+        let len = self.slot_len();
+        for i in 0..THROTTLE_SLOTS {
+            let Some(slot) = self.slots.get(i).copied() else {
+                continue;
+            };
+            if slot.rule == usize::MAX || slot.window_end > now {
+                continue;
+            }
+            if slot.pending == 0 {
+                if let Some(s) = self.slots.get_mut(i) {
+                    *s = FREE;
+                }
+                continue;
+            }
+            let pending = self.buf.get(i * len..i * len + slot.pending).unwrap_or(&[]);
+            if out.raw(pending).is_err() {
+                // No room yet: retried at the next call.
+                continue;
+            }
+            let window = rules.get(slot.rule).map_or(0, |t| t.window_ms());
+            if let Some(s) = self.slots.get_mut(i) {
+                s.pending = 0;
+                s.window_end = now.saturating_add_millis(window);
+            }
+        }
+    }
+}
