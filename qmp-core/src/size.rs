@@ -1,10 +1,14 @@
 //! The one "a buffer is too small" error shape, shared by every error enum
 //! of the crate (rustls's `InsufficientSizeError`).
 //!
-//! Every fallible write into a caller's buffer promises: **on error the
-//! buffer's contents are unspecified but nothing was registered or
-//! consumed**, and `required` is the exact size that would have succeeded,
-//! so the caller can retry with a buffer of that size.
+//! The promise that comes with it, everywhere: **an error changes nothing**
+//! — nothing is registered, queued or consumed, and what already waits in a
+//! session's own buffers (an agent's output, its queue) is untouched — and
+//! `required` is the exact size that would have succeeded, so a retry with
+//! a buffer of that size writes exactly what the first try would have. A
+//! caller's scratch `out` buffer may have been written into on error, but
+//! never holds a message to send (the tests in
+//! `qmp-core/tests/session_contract.rs` check both halves).
 
 use core::fmt;
 
