@@ -18,6 +18,8 @@
 //! * [`qga`] — the guest-agent dialect: its client ([`qga::QgaClient`], the
 //!   0xFF-delimited sync procedure, on the client core it shares with the
 //!   QMP client) and its server side (what the [`agent`] does for it).
+//! * [`pump`] — the one loop body every driver runs: bytes between a
+//!   transport and a session, deadlines, what to do next.
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
@@ -59,6 +61,7 @@ pub mod client;
 pub mod encode;
 pub mod json;
 pub mod message;
+pub mod pump;
 pub mod qga;
 pub mod scan;
 mod size;

@@ -285,7 +285,7 @@ struct Core<'a, 'b> {
 ///   [`oob_enabled`](Agent::oob_enabled), [`queued`](Agent::queued),
 ///   [`wants_input`](Agent::wants_input),
 ///   [`pending_output`](Agent::pending_output),
-///   [`has_request`](Agent::has_request).
+///   [`has_request`](Agent::has_request), [`is_idle`](Agent::is_idle).
 /// * **Input**: [`handle_input`](Agent::handle_input) (bytes from the
 ///   peer), [`handle_timeout`](Agent::handle_timeout) (the clock reached
 ///   [`poll_timeout`](Agent::poll_timeout)),
@@ -384,6 +384,12 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// Bytes waiting for [`Agent::poll_transmit`].
     pub fn pending_output(&self) -> usize {
         self.core.out.pending()
+    }
+
+    /// Whether the agent has nothing to do for its peer: nothing queued or
+    /// running, no OOB request, no output waiting.
+    pub fn is_idle(&self) -> bool {
+        self.queue.count == 0 && self.oob_req == Oob::None && self.core.out.pending() == 0
     }
 
     /// Whether [`Agent::poll_request`] would hand out a request now.
