@@ -27,7 +27,13 @@ impl embedded_io::ErrorType for Uart {
 }
 
 impl embedded_io::Read for Uart {
+    /// Blocks until at least one byte is received (embedded-io's contract:
+    /// `Ok(0)` would mean end of stream), then takes what is there.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.status() & 1 == 0 {}
         let mut n = 0;
         for slot in buf.iter_mut() {
             if self.status() & 1 == 0 {
@@ -37,7 +43,13 @@ impl embedded_io::Read for Uart {
             *slot = unsafe { core::ptr::read_volatile((self.base + 4) as *const u32) } as u8;
             n += 1;
         }
-        Ok(n.max(usize::from(buf.is_empty())))
+        Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for Uart {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        Ok(self.status() & 1 != 0)
     }
 }
 

@@ -24,9 +24,12 @@ use qmp_core::encode::{
     write_command, write_error, write_event, write_greeting, write_return, Style, Verbatim,
     WriteJson,
 };
+use qmp_core::client::{Client, ClientConfig, ExecuteOptions, Negotiation};
+use qmp_core::drive::blocking::Driver;
 use qmp_core::message::{Exec, Inbound, RequestError};
+use qmp_core::pump::Pump;
 use qmp_core::scan::{self, Dialect, Frame, Framer, FramerConfig};
-use qmp_core::{JsonStr, RawJson};
+use qmp_core::{Instant, JsonStr, RawJson};
 
 extern "C" {
     fn qmp_core_panic_path_survived_optimisation() -> !;
@@ -42,17 +45,23 @@ static mut INPUT: [u8; 512] = [0; 512];
 static mut BUF: [u8; 512] = [0; 512];
 static mut OUT: [u8; 512] = [0; 512];
 static mut SCRATCH: [u8; 64] = [0; 64];
+static mut CLIENT_BUF: [u8; 512] = [0; 512];
+static mut RX: [u8; 64] = [0; 64];
+static mut TX: [u8; 128] = [0; 128];
 
 /// Entry point (the default entry symbol of `rust-lld`).
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     // SAFETY: single-threaded, and each static is borrowed once.
-    let (input, buf, out, scratch) = unsafe {
+    let (input, buf, out, scratch, cbuf, rx, tx) = unsafe {
         (
             &*core::ptr::addr_of!(INPUT),
             &mut *core::ptr::addr_of_mut!(BUF),
             &mut *core::ptr::addr_of_mut!(OUT),
             &mut *core::ptr::addr_of_mut!(SCRATCH),
+            &mut *core::ptr::addr_of_mut!(CLIENT_BUF),
+            &mut *core::ptr::addr_of_mut!(RX),
+            &mut *core::ptr::addr_of_mut!(TX),
         )
     };
     loop {
@@ -64,6 +73,10 @@ pub extern "C" fn _start() -> ! {
         let scratch: &mut [u8] = black_box(scratch);
         let sum = qmp_probe(input, buf, out, scratch, black_box(0));
         black_box(sum);
+        let cbuf: &mut [u8] = black_box(&mut *cbuf);
+        let rx: &mut [u8] = black_box(&mut *rx);
+        let tx: &mut [u8] = black_box(&mut *tx);
+        black_box(pump_probe(input, cbuf, rx, tx, black_box(0)));
     }
 }
 
@@ -209,6 +222,88 @@ pub fn qmp_probe(
         }
     }
     sum
+}
+
+/// An in-memory transport: reads come from `input`, writes are counted.
+struct Wire<'i> {
+    input: &'i [u8],
+    chunk: usize,
+    written: usize,
+}
+
+impl embedded_io::ErrorType for Wire<'_> {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Wire<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let n = buf.len().min(self.chunk.max(1)).min(self.input.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), self.input.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.input = self.input.get(n..).unwrap_or(&[]);
+        Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for Wire<'_> {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+impl embedded_io::Write for Wire<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        let n = buf.len().min(self.chunk.max(1));
+        self.written = self.written.wrapping_add(n);
+        Ok(n)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The pump and the blocking client driver: a client session fed from
+/// `input` through the driver's loop (the pump's step, staging, reads and
+/// writes), with requests written into the pump's transmit buffer.
+#[no_mangle]
+#[inline(never)]
+pub fn pump_probe(input: &[u8], buf: &mut [u8], rx: &mut [u8], tx: &mut [u8], knobs: u32) -> usize {
+    let negotiation = if knobs & 1 == 0 {
+        Negotiation::Auto
+    } else {
+        Negotiation::Manual
+    };
+    let cfg = ClientConfig::new()
+        .with_negotiation(negotiation)
+        .with_oob(knobs & 2 != 0)
+        .with_max_in_band((knobs >> 2) as usize & 15);
+    let mut client: Client<&mut [u8], 4> = Client::with_config(buf, cfg);
+    let mut wire = Wire {
+        input,
+        chunk: (knobs >> 8) as usize,
+        written: 0,
+    };
+    let mut driver = Driver::new(Pump::new(rx, tx));
+    let mut clock = 0u64;
+    let mut now = || {
+        clock = clock.wrapping_add(black_box(7));
+        Instant::from_millis(clock)
+    };
+    let mut sum = 0usize;
+    if driver.negotiate(&mut client, &mut wire, &mut now, |_| {}).is_ok() {
+        sum = sum.wrapping_add(1);
+    }
+    let args = scan::validate(input, FramerConfig::new()).ok();
+    let opts = ExecuteOptions::new()
+        .timeout_ms(u64::from(knobs >> 16))
+        .oob(knobs & 4 != 0);
+    if let Ok(t) = driver.execute_raw(&mut client, &mut wire, now(), "query-status", args, opts) {
+        if let Ok(o) = driver.run_until(&mut client, &mut wire, t, &mut now, |_| {}) {
+            sum = sum.wrapping_add(usize::from(o.is_return()));
+        }
+    }
+    sum.wrapping_add(wire.written)
 }
 
 fn value_probe(v: RawJson<'_>, scratch: &mut [u8]) -> usize {

@@ -1,12 +1,12 @@
-//! The README's firmware agent, compiled by `cargo test` (the README block
-//! is checked to be this file's beginning by `tests/readme.rs`).
-
+// qmp-core/examples/uart_agent.rs
 use core::ops::ControlFlow;
-use qmp_core::agent::io::serve;
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EventOut, Reply,
 };
+use qmp_core::drive::blocking::serve;
+use qmp_core::drive::ServeOptions;
 use qmp_core::encode::Ser;
+use qmp_core::pump::Pump;
 use qmp_core::Instant;
 
 static COMMANDS: [CommandSpec<'static>; 2] =
@@ -20,16 +20,22 @@ struct Status {
 #[derive(serde::Serialize)]
 struct Empty {}
 
-fn run(uart: &mut (impl embedded_io::Read + embedded_io::Write), now: impl FnMut() -> Instant) {
+/// `uart`: a UART that blocks in `read` and tells readiness (`ReadReady`).
+fn run<U>(uart: &mut U, now: impl FnMut() -> Instant)
+where
+    U: embedded_io::Read + embedded_io::Write + embedded_io::ReadReady,
+{
     // The caller's buffers: the request size limit, the in-band queue, the output.
     let (mut framer, mut queue, mut out) = ([0u8; 512], [0u8; 1024], [0u8; 512]);
     let config = AgentConfig::new((0, 1, 0), "my-firmware", &COMMANDS);
     let mut agent =
         Agent::new(config, AgentBuffers::new(&mut framer, &mut queue, &mut out)).unwrap();
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
+    let mut pump = Pump::new(&mut rx, &mut tx);
     let mut running = true;
     let mut waiting = None; // a reply that found the output full, retried next turn
-    let _ = serve(&mut agent, uart, &mut rx, &mut tx, now, |agent, now| {
+    let options = ServeOptions::new().with_tick_ms(100);
+    let _ = serve(&mut agent, uart, &mut pump, options, now, |agent, now| {
         if let Some(token) = waiting.take() {
             // Only `Empty` replies can wait here in this small example.
             if let Err(CompleteError::OutputFull { token, .. }) =
@@ -63,6 +69,8 @@ fn run(uart: &mut (impl embedded_io::Read + embedded_io::Write), now: impl FnMut
     });
 }
 
+// (end of the README block)
+
 /// A canned peer: negotiates, asks for the status, stops the guest.
 struct Canned {
     input: &'static [u8],
@@ -79,6 +87,12 @@ impl embedded_io::Read for Canned {
         buf[..n].copy_from_slice(&self.input[..n]);
         self.input = &self.input[n..];
         Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for Canned {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        Ok(true)
     }
 }
 

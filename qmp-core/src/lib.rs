@@ -18,6 +18,8 @@
 //! * [`qga`] — the guest-agent dialect: its client ([`qga::QgaClient`], the
 //!   0xFF-delimited sync procedure, on the client core it shares with the
 //!   QMP client) and its server side (what the [`agent`] does for it).
+//! * `drive` (features `embedded-io`, `embedded-io-async`) — the blocking
+//!   and async drivers that run the sessions over a transport, on the pump.
 //! * [`pump`] — the one loop body every driver runs: bytes between a
 //!   transport and a session, deadlines, what to do next.
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
@@ -58,6 +60,8 @@
 
 pub mod agent;
 pub mod client;
+#[cfg(any(feature = "embedded-io", feature = "embedded-io-async"))]
+pub mod drive;
 pub mod encode;
 pub mod json;
 pub mod message;

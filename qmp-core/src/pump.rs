@@ -192,8 +192,12 @@ impl<'b> Pump<'b> {
         }
     }
 
-    /// Stages the session's output behind what waits already.
-    fn stage<S: Session + ?Sized>(&mut self, session: &mut S) {
+    /// Stages the session's output behind what waits already, without
+    /// feeding input or handling timeouts (for a driver that must write
+    /// before it lets the session see more input, e.g. a client about to
+    /// `execute`: a reply already received must not be routed before its
+    /// request is registered).
+    pub fn stage<S: Session + ?Sized>(&mut self, session: &mut S) {
         if self.tx_start == self.tx_end {
             self.tx_start = 0;
             self.tx_end = 0;
@@ -233,8 +237,17 @@ impl<'b> Pump<'b> {
             self.tx_start = 0;
             self.tx_end = 0;
         } else if self.tx_start > 0 {
-            self.tx.copy_within(self.tx_start..self.tx_end, 0);
-            self.tx_end -= self.tx_start;
+            // Moves the staged bytes to the front (byte by byte: no panic
+            // path, and this only runs when a command is queued behind a
+            // partly sent one).
+            let (start, end) = (self.tx_start, self.tx_end);
+            for i in 0..end.saturating_sub(start) {
+                let b = self.tx.get(start + i).copied().unwrap_or(0);
+                if let Some(d) = self.tx.get_mut(i) {
+                    *d = b;
+                }
+            }
+            self.tx_end = end.saturating_sub(start);
             self.tx_start = 0;
         }
         self.tx.get_mut(self.tx_end..).unwrap_or(&mut [])
@@ -251,6 +264,24 @@ impl<'b> Pump<'b> {
             return &mut [];
         }
         self.rx
+    }
+
+    /// Lends the receive buffer out (for a read that must outlive the next
+    /// [`Pump::step`], as an async driver's uncancelled read does); the
+    /// pump holds no input meanwhile. `None` while held input waits, after
+    /// end of stream, or while the buffer is already lent. Give it back with
+    /// [`Pump::give_back`].
+    pub fn lend_rx(&mut self) -> Option<&'b mut [u8]> {
+        if self.rx_end > 0 || self.rx.is_empty() || self.eof {
+            return None;
+        }
+        Some(core::mem::take(&mut self.rx))
+    }
+
+    /// Returns the lent receive buffer; then report what was read into it
+    /// with [`Pump::received`] (if anything).
+    pub fn give_back(&mut self, rx: &'b mut [u8]) {
+        self.rx = rx;
     }
 
     /// `n` bytes were read into [`Pump::read_buf`]; 0 is end of stream.

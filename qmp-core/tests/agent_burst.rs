@@ -106,7 +106,9 @@ mod serve_loop {
     use super::*;
     use core::ops::ControlFlow;
     use embedded_io::{ErrorType, Read, Write};
-    use qmp_core::agent::io::{serve, Served};
+    use qmp_core::drive::blocking::{serve, AlwaysReady};
+    use qmp_core::drive::{ServeOptions, Served};
+    use qmp_core::pump::Pump;
 
     /// All input in reads of up to `read` bytes; writes of up to 64 bytes.
     struct Pipe<'i> {
@@ -142,7 +144,7 @@ mod serve_loop {
     fn served(cfg: AgentConfig<'_>, input: &[u8]) -> Vec<u8> {
         let (mut f, mut q, mut o) = (vec![0u8; 256], vec![0u8; 1024], vec![0u8; 256]);
         let mut agent = Agent::new(cfg, AgentBuffers::new(&mut f, &mut q, &mut o)).unwrap();
-        let mut pipe = Pipe {
+        let pipe = Pipe {
             input,
             read: usize::MAX,
             output: Vec::new(),
@@ -150,11 +152,13 @@ mod serve_loop {
         // The receive buffer holds the whole burst: one read.
         let mut rx = vec![0u8; input.len()];
         let mut tx = [0u8; 100];
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        let mut io = AlwaysReady(pipe);
         let end = serve(
             &mut agent,
-            &mut pipe,
-            &mut rx,
-            &mut tx,
+            &mut io,
+            &mut pump,
+            ServeOptions::new(),
             || Instant::ZERO,
             |agent, _| {
                 answer(agent);
@@ -163,7 +167,7 @@ mod serve_loop {
         )
         .unwrap();
         assert_eq!(end, Served::Eof);
-        pipe.output
+        io.0.output
     }
 
     #[test]

@@ -1200,7 +1200,9 @@ fn command_trait_is_usable_for_user_commands() {
 #[cfg(feature = "embedded-io")]
 mod driver {
     use super::*;
-    use qmp_core::client::driver::{Driver, DriverError};
+    use qmp_core::drive::blocking::Driver;
+    use qmp_core::drive::DriveError;
+    use qmp_core::pump::Pump;
 
     /// An in-memory duplex: reads replay server bytes in short pieces,
     /// writes are accepted a few bytes at a time.
@@ -1236,6 +1238,12 @@ mod driver {
         }
     }
 
+    impl embedded_io::ReadReady for Duplex {
+        fn read_ready(&mut self) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
     fn split_stream(bytes: &[u8]) -> Vec<Value> {
         serde_json::Deserializer::from_slice(bytes)
             .into_iter::<Value>()
@@ -1259,7 +1267,7 @@ mod driver {
             let mut client: Client<&mut [u8], 4> =
                 Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
             let (mut rx, mut tx) = (vec![0u8; rx_len], vec![0u8; 256]);
-            let mut driver = Driver::new(&mut rx, &mut tx);
+            let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
             let mut evs = Vec::new();
             driver
                 .negotiate(
@@ -1338,7 +1346,12 @@ mod driver {
                         ExecuteOptions::new(),
                     ),
                 }
-                .unwrap();
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "command {i} ({read_max} {write_max} {rx_len}): {e:?} {:?}",
+                        client.state()
+                    )
+                });
                 let _ = &mut out;
                 assert_eq!(token.id(), i as u64 + 1);
                 let outcome = driver
@@ -1372,7 +1385,7 @@ mod driver {
         let mut client: Client<&mut [u8], 4> =
             Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
         let (mut rx, mut tx) = ([0u8; 16], [0u8; 128]);
-        let mut driver = Driver::new(&mut rx, &mut tx);
+        let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
         driver
             .negotiate(&mut client, &mut io, || Instant::ZERO, |_| {})
             .unwrap();
@@ -1392,7 +1405,7 @@ mod driver {
         assert_eq!(client.state(), State::Closed);
         assert!(matches!(
             driver.run_until(&mut client, &mut io, t, || Instant::ZERO, |_| {}),
-            Err(DriverError::UnknownToken)
+            Err(DriveError::UnknownToken)
         ));
     }
 
@@ -1429,9 +1442,14 @@ mod driver {
                 Ok(())
             }
         }
+        impl embedded_io::ReadReady for Silent {
+            fn read_ready(&mut self) -> Result<bool, TimedOut> {
+                Ok(true)
+            }
+        }
         let mut c = ready::<4>(false);
         let (mut rx, mut tx) = ([0u8; 16], [0u8; 128]);
-        let mut driver = Driver::new(&mut rx, &mut tx);
+        let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
         let t = driver
             .execute(
                 &mut c,

@@ -1,22 +1,33 @@
-//! The README's firmware example is real code: `examples/uart_agent.rs`
-//! (built by `cargo test`) holds it verbatim.
+//! The README's examples are real code: each block that begins with
+//! `// qmp-core/examples/NAME.rs` is that file up to its line
+//! `// (end of the README block)`; `cargo test` builds the file, whose
+//! `main` runs the example against a canned peer.
 
 #[test]
-fn readme_agent_example_is_the_compiled_example() {
+fn readme_examples_are_compiled_examples() {
     let readme = include_str!("../../README.md");
-    let example = include_str!("../examples/uart_agent.rs");
-    let start = readme
-        .find("```rust,ignore\nuse core::ops::ControlFlow;")
-        .expect("the README's agent example")
-        + "```rust,ignore\n".len();
-    let len = readme[start..].find("```\n").expect("end of the block");
-    let block = &readme[start..start + len];
-    let body = example
-        .split_once("\n\n")
-        .map_or(example, |(_, rest)| rest)
-        .trim_start();
-    assert!(
-        body.starts_with(block.trim_start()),
-        "README block and examples/uart_agent.rs differ"
-    );
+    let mut found = 0;
+    for block in readme.split("```rust,ignore\n").skip(1) {
+        let block = &block[..block.find("```\n").expect("end of a block")];
+        let Some(path) = block
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// qmp-core/"))
+        else {
+            continue;
+        };
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let example = std::fs::read_to_string(&file).expect("the example file");
+        let end = example
+            .find("\n// (end of the README block)\n")
+            .expect("the end marker");
+        assert_eq!(
+            block,
+            &example[..end + 1],
+            "README block and {} differ",
+            file.display()
+        );
+        found += 1;
+    }
+    assert_eq!(found, 3, "README examples checked");
 }

@@ -4,11 +4,13 @@
 
 use core::ops::ControlFlow;
 use cortex_m_rt::entry;
-use qmp_core::agent::io::serve;
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EventOut, Reply, ReplyToken,
 };
+use qmp_core::drive::blocking::serve;
+use qmp_core::drive::ServeOptions;
 use qmp_core::encode::Ser;
+use qmp_core::pump::Pump;
 use qmp_firmware::{now_ms, Uart};
 
 static COMMANDS: [CommandSpec<'static>; 4] = [
@@ -81,8 +83,10 @@ fn main() -> ! {
         loop {}
     };
     let mut waiting: Option<(ReplyToken, Answer)> = None;
+    let mut pump = Pump::new(&mut rx, &mut tx);
     loop {
-        let _ = serve(&mut agent, &mut uart, &mut rx, &mut tx, now_ms, |agent, now| {
+        let options = ServeOptions::new().with_tick_ms(100);
+        let _ = serve(&mut agent, &mut uart, &mut pump, options, now_ms, |agent, now| {
             if let Some((token, what)) = waiting.take() {
                 waiting = answer(agent, token, what, running);
                 if waiting.is_some() {

@@ -64,8 +64,6 @@
 mod config;
 mod errors;
 mod event;
-#[cfg(feature = "embedded-io")]
-pub mod io;
 mod output;
 mod queue;
 pub(crate) mod replies;

@@ -83,8 +83,6 @@ use crate::{Instant, InsufficientSize};
 
 mod command;
 pub mod commands;
-#[cfg(feature = "embedded-io")]
-pub mod driver;
 pub(crate) mod engine;
 mod event;
 pub mod events;
@@ -352,7 +350,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
     }
 
     /// Whether `token` is pending or its resolution is still to be polled.
-    #[cfg_attr(not(feature = "embedded-io"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "embedded-io", feature = "embedded-io-async")),
+        allow(dead_code)
+    )]
     pub(crate) fn knows(&self, token: Token) -> bool {
         self.core.knows(token)
     }

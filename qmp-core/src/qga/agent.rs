@@ -3,7 +3,7 @@
 //! [`Protocol`](crate::agent::Protocol) is `Qga` and they are listed among
 //! its commands (as `qemu-ga` does: `qga/commands.c`).
 //!
-//! `guest-sync-delimited` puts the raw [`DELIMITER`](super::DELIMITER) byte
+//! `guest-sync-delimited` puts the raw [`DELIMITER`] byte
 //! in front of its reply, so a client can discard everything before it. The
 //! rest of the dialect — no greeting, no negotiation, no OOB, `\n` line
 //! endings — is the agent's configuration ([`AgentConfig::qga`](crate::agent::AgentConfig::qga)).

@@ -13,7 +13,7 @@
 //!    in front of that command's reply (valid-looking stale replies too);
 //! 4. skip id-less errors and replies that do not `return` our id;
 //! 5. complete when `{"return": ID}` arrives (compared as a 64-bit integer,
-//!    exactly), or resolve [`Outcome::Timeout`] at the deadline; the caller
+//!    exactly), or resolve [`Outcome::Timeout`](crate::client::Outcome::Timeout) at the deadline; the caller
 //!    then syncs again with a new id.
 //!
 //! A new sync also resets the client's own framer, so half-read stale input
@@ -26,7 +26,7 @@
 //! **Commands are refused with [`ExecuteError::NotSynced`] unless the
 //! session is synced** (no queueing: the caller syncs, waits for it, then
 //! sends). A new sync abandons requests still waiting (they resolve
-//! [`Outcome::Cancelled`]: their replies come before the sync reply and are
+//! [`Outcome::Cancelled`](crate::client::Outcome::Cancelled): their replies come before the sync reply and are
 //! discarded with everything else).
 //!
 //! Routing while synced: this client sends integer ids 1, 2, 3, … and
@@ -38,7 +38,7 @@
 //! * an id-less error is the agent complaining about bytes that were not a
 //!   request of ours (stale input): [`ClientEvent::OrphanError`];
 //! * a reply too large for the buffer resolves the oldest waiting command as
-//!   [`Outcome::Oversized`] (qemu-ga answers in order);
+//!   [`Outcome::Oversized`](crate::client::Outcome::Oversized) (qemu-ga answers in order);
 //! * any other framing error is a [`ClientEvent::FramingError`].
 //!
 //! ```
@@ -258,6 +258,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         self.core.has_event()
     }
 
+    /// Whether `token` is pending or its resolution is still to be polled.
+    #[cfg_attr(
+        not(any(feature = "embedded-io", feature = "embedded-io-async")),
+        allow(dead_code)
+    )]
+    pub(crate) fn knows(&self, token: Token) -> bool {
+        self.core.knows(token)
+    }
+
     /// Whether the next [`QgaClient::poll_event`] is the resolution of
     /// `token`.
     pub fn next_event_resolves(&self, token: Token) -> bool {
@@ -269,8 +278,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
     /// Starts a sync with `guest-sync-delimited`: a 0xFF byte then the
     /// command with `id` (the caller's random number, at most `i64::MAX`)
     /// wait in [`QgaClient::poll_transmit`]. Requests still waiting resolve
-    /// [`Outcome::Cancelled`]. The sync resolves with `{"return": id}`, or
-    /// [`Outcome::Timeout`] at `deadline` (sync again with a new id). It
+    /// [`Outcome::Cancelled`](crate::client::Outcome::Cancelled). The sync resolves with `{"return": id}`, or
+    /// [`Outcome::Timeout`](crate::client::Outcome::Timeout) at `deadline` (sync again with a new id). It
     /// takes one of the `N` slots.
     ///
     /// # Errors
@@ -340,7 +349,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         self.submit(now, name, args, options, out)
     }
 
-    /// Resolves a waiting command or sync as [`Outcome::Cancelled`]; returns
+    /// Resolves a waiting command or sync as [`Outcome::Cancelled`](crate::client::Outcome::Cancelled); returns
     /// whether it was waiting. A cancelled command's late reply is
     /// [`ClientEvent::Unmatched`]; a cancelled sync leaves the session
     /// [`QgaState::Unsynced`]. Poll events afterwards.
@@ -403,14 +412,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
     }
 
     /// Resolves every command and sync whose deadline is at or before `now`
-    /// as [`Outcome::Timeout`]; the session becomes
+    /// as [`Outcome::Timeout`](crate::client::Outcome::Timeout); the session becomes
     /// [`QgaState::Unsynced`]. Poll events afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
     }
 
     /// End of stream: every waiting command and sync resolves
-    /// [`Outcome::Disconnected`] and the session is [`QgaState::Closed`].
+    /// [`Outcome::Disconnected`](crate::client::Outcome::Disconnected) and the session is [`QgaState::Closed`].
     /// Idempotent.
     pub fn handle_eof(&mut self) {
         self.core.eof();
