@@ -922,3 +922,39 @@ fn client_against_our_agent_in_qga_mode() {
         .unwrap()
         .eq_str("10.0.2"));
 }
+
+/// Hostile-peer case 8: after a correct sync, a reply with a foreign id and
+/// an id-less reply are never taken as a command's result; the reply with
+/// the command's own id is.
+#[test]
+fn replies_match_by_id_only() {
+    let stream = b"\xff{\"return\": 5}\n\
+        {\"return\": {\"bad\": 1}, \"id\": \"foreign-999\"}\n\
+        {\"return\": {\"bad\": 2}}\n\
+        {\"return\": {\"bad\": 3}, \"id\": 99}\n\
+        {\"return\": 1795285339653786000, \"id\": 1}\n";
+    for sizes in chunkings() {
+        let mut h = H::new(stream, sizes);
+        let s = h.sync(5, 1000);
+        h.until(s);
+        let t = h.exec("guest-get-time", None);
+        assert_eq!(t.id(), 1);
+        assert_eq!(h.until(t), Ev::Return(t, "1795285339653786000".into()));
+        let after_sync = h
+            .events
+            .iter()
+            .skip_while(|e| !matches!(e, Ev::Return(x, _) if *x == s))
+            .skip(1)
+            .cloned()
+            .collect::<Vec<_>>();
+        assert_eq!(
+            after_sync,
+            [
+                Ev::Unmatched("{\"return\": {\"bad\": 1}, \"id\": \"foreign-999\"}".into()),
+                Ev::Unmatched("{\"return\": {\"bad\": 2}}".into()),
+                Ev::Unmatched("{\"return\": {\"bad\": 3}, \"id\": 99}".into()),
+                Ev::Return(t, "1795285339653786000".into()),
+            ]
+        );
+    }
+}
