@@ -17,6 +17,10 @@
 //!    [`Pump::received`] ([`Wants::read`]); or wait until input, the
 //!    application, or [`Wants::timeout`].
 //!
+//! A transport that fails (a read or write error that ends the connection)
+//! is reported with [`Pump::abort`]: the next `step` ends the session as
+//! end of stream does, without waiting for output that cannot be sent.
+//!
 //! A driver never needs more: whatever was staged or received stays in the
 //! pump across turns, so no byte is lost or fed twice, and a burst that
 //! fills the session's output is taken up again as soon as the output was
@@ -62,6 +66,8 @@
 //! }
 //! assert!(wire.ends_with(b"{\"return\": {}}\r\n{\"return\": {}, \"id\": 1}\r\n"));
 //! ```
+
+use core::marker::PhantomData;
 
 use crate::agent::Agent;
 use crate::client::Client;
@@ -123,16 +129,23 @@ pub struct Wants {
 
 /// The staging buffers and the order of operations of one connection. See
 /// the [module docs](self).
+///
+/// The buffers are lent (`Pump<'b>`, from [`Pump::new`]) or owned by the
+/// pump (`Pump<'static, B>` for any `B: AsRef<[u8]> + AsMut<[u8]>`, e.g. a
+/// `Vec<u8>`, from [`Pump::with_buffers`]): a driver that keeps its
+/// connection in a struct, as a std or async client does, owns them.
 #[derive(Debug)]
-pub struct Pump<'b> {
-    rx: &'b mut [u8],
+pub struct Pump<'b, B = &'b mut [u8]> {
+    rx: B,
     rx_start: usize,
     rx_end: usize,
-    tx: &'b mut [u8],
+    tx: B,
     tx_start: usize,
     tx_end: usize,
     eof: bool,
     eof_delivered: bool,
+    aborted: bool,
+    lent: PhantomData<&'b mut [u8]>,
 }
 
 impl<'b> Pump<'b> {
@@ -141,6 +154,31 @@ impl<'b> Pump<'b> {
     /// in one piece: a client's command, the guest-agent sync; an agent's
     /// output may be split).
     pub fn new(rx: &'b mut [u8], tx: &'b mut [u8]) -> Self {
+        Pump::with_buffers(rx, tx)
+    }
+
+    /// Lends the receive buffer out (for a read that must outlive the next
+    /// [`Pump::step`], as an async driver's uncancelled read does); the
+    /// pump holds no input meanwhile. `None` while held input waits, after
+    /// end of stream, or while the buffer is already lent. Give it back with
+    /// [`Pump::give_back`].
+    pub fn lend_rx(&mut self) -> Option<&'b mut [u8]> {
+        if self.rx_end > 0 || self.rx.is_empty() || self.eof {
+            return None;
+        }
+        Some(core::mem::take(&mut self.rx))
+    }
+
+    /// Returns the lent receive buffer; then report what was read into it
+    /// with [`Pump::received`] (if anything).
+    pub fn give_back(&mut self, rx: &'b mut [u8]) {
+        self.rx = rx;
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Pump<'_, B> {
+    /// A pump over buffers it owns (sized as for [`Pump::new`]).
+    pub fn with_buffers(rx: B, tx: B) -> Self {
         Pump {
             rx,
             rx_start: 0,
@@ -150,6 +188,8 @@ impl<'b> Pump<'b> {
             tx_end: 0,
             eof: false,
             eof_delivered: false,
+            aborted: false,
+            lent: PhantomData,
         }
     }
 
@@ -160,7 +200,11 @@ impl<'b> Pump<'b> {
             session.handle_timeout(now);
         }
         while self.rx_start < self.rx_end && session.wants_input() {
-            let held = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
+            let held = self
+                .rx
+                .as_ref()
+                .get(self.rx_start..self.rx_end)
+                .unwrap_or(&[]);
             let n = session.handle_input(now, held).min(held.len());
             if n == 0 {
                 break;
@@ -171,14 +215,13 @@ impl<'b> Pump<'b> {
             self.rx_start = 0;
             self.rx_end = 0;
         }
-        if !self.eof_delivered {
+        if !self.eof_delivered && !self.aborted {
             self.stage(session);
         }
         if self.eof
             && !self.eof_delivered
-            && self.rx_end == 0
-            && self.tx_start == self.tx_end
-            && session.is_idle()
+            && (self.aborted
+                || self.rx_end == 0 && self.tx_start == self.tx_end && session.is_idle())
         {
             self.eof_delivered = true;
             session.handle_eof();
@@ -203,7 +246,7 @@ impl<'b> Pump<'b> {
             self.tx_end = 0;
         }
         loop {
-            let free = self.tx.get_mut(self.tx_end..).unwrap_or(&mut []);
+            let free = self.tx.as_mut().get_mut(self.tx_end..).unwrap_or(&mut []);
             if free.is_empty() {
                 return;
             }
@@ -221,7 +264,10 @@ impl<'b> Pump<'b> {
 
     /// The staged bytes to write.
     pub fn transmit(&self) -> &[u8] {
-        self.tx.get(self.tx_start..self.tx_end).unwrap_or(&[])
+        self.tx
+            .as_ref()
+            .get(self.tx_start..self.tx_end)
+            .unwrap_or(&[])
     }
 
     /// `n` bytes of [`Pump::transmit`] were written.
@@ -241,21 +287,30 @@ impl<'b> Pump<'b> {
             // path, and this only runs when a command is queued behind a
             // partly sent one).
             let (start, end) = (self.tx_start, self.tx_end);
+            let tx = self.tx.as_mut();
             for i in 0..end.saturating_sub(start) {
-                let b = self.tx.get(start + i).copied().unwrap_or(0);
-                if let Some(d) = self.tx.get_mut(i) {
+                let b = tx.get(start + i).copied().unwrap_or(0);
+                if let Some(d) = tx.get_mut(i) {
                     *d = b;
                 }
             }
             self.tx_end = end.saturating_sub(start);
             self.tx_start = 0;
         }
-        self.tx.get_mut(self.tx_end..).unwrap_or(&mut [])
+        self.tx.as_mut().get_mut(self.tx_end..).unwrap_or(&mut [])
     }
 
     /// `n` bytes were written into [`Pump::queue_buf`].
     pub fn queued(&mut self, n: usize) {
-        self.tx_end = (self.tx_end + n).min(self.tx.len());
+        self.tx_end = (self.tx_end + n).min(self.tx.as_ref().len());
+    }
+
+    /// The transmit buffer itself, to grow or replace it — for a command
+    /// larger than [`Pump::queue_buf`] can ever be, over a growable `B` —
+    /// while nothing is staged (`None` otherwise: write
+    /// [`Pump::transmit`] first).
+    pub fn transmit_storage(&mut self) -> Option<&mut B> {
+        (self.tx_start == self.tx_end).then_some(&mut self.tx)
     }
 
     /// Where to read: the receive buffer (empty while held input waits).
@@ -263,25 +318,7 @@ impl<'b> Pump<'b> {
         if self.rx_end > 0 {
             return &mut [];
         }
-        self.rx
-    }
-
-    /// Lends the receive buffer out (for a read that must outlive the next
-    /// [`Pump::step`], as an async driver's uncancelled read does); the
-    /// pump holds no input meanwhile. `None` while held input waits, after
-    /// end of stream, or while the buffer is already lent. Give it back with
-    /// [`Pump::give_back`].
-    pub fn lend_rx(&mut self) -> Option<&'b mut [u8]> {
-        if self.rx_end > 0 || self.rx.is_empty() || self.eof {
-            return None;
-        }
-        Some(core::mem::take(&mut self.rx))
-    }
-
-    /// Returns the lent receive buffer; then report what was read into it
-    /// with [`Pump::received`] (if anything).
-    pub fn give_back(&mut self, rx: &'b mut [u8]) {
-        self.rx = rx;
+        self.rx.as_mut()
     }
 
     /// `n` bytes were read into [`Pump::read_buf`]; 0 is end of stream.
@@ -292,8 +329,21 @@ impl<'b> Pump<'b> {
         }
         if self.rx_end == 0 {
             self.rx_start = 0;
-            self.rx_end = n.min(self.rx.len());
+            self.rx_end = n.min(self.rx.as_ref().len());
         }
+    }
+
+    /// The transport failed (a read or write error that ends the
+    /// connection): staged output and held input are dropped, nothing more
+    /// is read, and the next [`Pump::step`] delivers end of stream whatever
+    /// the session still had to send.
+    pub fn abort(&mut self) {
+        self.rx_start = 0;
+        self.rx_end = 0;
+        self.tx_start = 0;
+        self.tx_end = 0;
+        self.eof = true;
+        self.aborted = true;
     }
 
     /// Bytes received and not yet taken by the session.
@@ -314,6 +364,7 @@ impl<'b> Pump<'b> {
         self.tx_end = 0;
         self.eof = false;
         self.eof_delivered = false;
+        self.aborted = false;
     }
 }
 
