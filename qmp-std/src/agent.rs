@@ -34,14 +34,15 @@
 use crate::addr::{Address, Stream};
 use crate::json::Json;
 use qmp_core::agent::{
-    Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError, EventOut,
-    Reply as CoreReply, ReplyToken, Throttle,
+    Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError,
+    EventOut as CoreEventOut, Reply as CoreReply, ReplyToken, Throttle,
 };
 use qmp_core::encode::Style;
 use qmp_core::json::RawJson;
 use qmp_core::message::Exec;
+use qmp_core::pump::Pump;
 use qmp_core::Instant as Clock;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::FileTypeExt;
@@ -49,7 +50,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -351,9 +352,10 @@ impl std::fmt::Debug for Completer {
 // ---------------------------------------------------------------------------
 // Events and stopping
 
-/// An event to broadcast.
+/// An event to broadcast ([`EventSender::send`]; the owned form of
+/// qmp-core's [`CoreEventOut`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub struct EventOut {
     /// The event name.
     pub name: String,
     /// `data`, if any.
@@ -366,11 +368,11 @@ pub struct Event {
     pub throttle_key: Option<String>,
 }
 
-impl Event {
+impl EventOut {
     /// An event stamped with the current wall-clock time.
     pub fn now(name: impl Into<String>, data: Option<Json>) -> Self {
         let (seconds, microseconds) = wall_clock();
-        Event {
+        EventOut {
             name: name.into(),
             data,
             seconds,
@@ -402,11 +404,11 @@ impl EventSender {
     /// Broadcasts `name` (with `data`) stamped now. Returns how many
     /// connections it was handed to (sessions still negotiating drop it).
     pub fn emit(&self, name: &str, data: Option<Json>) -> usize {
-        self.send(Event::now(name, data))
+        self.send(EventOut::now(name, data))
     }
 
     /// Broadcasts an event as given.
-    pub fn send(&self, event: Event) -> usize {
+    pub fn send(&self, event: EventOut) -> usize {
         let event = Arc::new(event);
         let conns = self.shared.conns();
         conns
@@ -455,7 +457,7 @@ impl std::fmt::Debug for StopHandle {
 }
 
 enum ConnMsg {
-    Event(Arc<Event>),
+    Event(Arc<EventOut>),
     Complete(u32, Response),
     Stop,
 }
@@ -769,71 +771,155 @@ struct Conn<'s> {
     wake_rx: UnixStream,
 }
 
-/// Session state besides the agent.
-struct State {
-    /// Input read but not yet consumed by the agent (backpressure): the
-    /// socket is read again only once all of it is consumed.
-    input: Vec<u8>,
-    /// `input[start..end]` is waiting.
-    start: usize,
-    end: usize,
-    eof: bool,
+/// Output the session owes its peer that found the agent's output buffer
+/// full: sent, in order, once there is room.
+enum Owed {
+    Reply(ReplyToken, Response),
+    Event(Arc<EventOut>),
+}
+
+/// The session besides the agent and the pump — none of it does I/O.
+struct Books {
+    /// Replies and events waiting for output room, in order.
+    owed: VecDeque<Owed>,
+    /// Deferred requests not answered yet, by token id.
+    outstanding: HashMap<u32, ReplyToken>,
+    /// The server stops this session (flush, then close).
     stop: bool,
     /// Stop the server once output is flushed.
     stop_server: bool,
-    /// Deferred requests not answered yet, by token id.
-    outstanding: HashMap<u32, ReplyToken>,
     /// Time zero of the agent's millisecond clock.
     epoch: Instant,
 }
 
-/// Output is written when no more input can be taken at once, or when this
-/// much is waiting.
+/// Output is written once no more input can be taken at once (one write
+/// for many pipelined requests), or when this much is staged: the pump's
+/// transmit buffer.
 const FLUSH_AT: usize = 64 * 1024;
 
-impl State {
-    /// Milliseconds since [`State::epoch`] (the agent's clock).
+impl Books {
+    /// Milliseconds since [`Books::epoch`] (the agent's clock).
     fn now(&self) -> Clock {
         Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn has_pending(&self) -> bool {
-        self.start < self.end
+    /// Answers a request, or owes the answer while output is full (or
+    /// something owed earlier waits: order is kept).
+    fn answer(&mut self, agent: &mut Agent<'_, '_>, token: ReplyToken, response: Response) {
+        if !self.owed.is_empty() {
+            self.owed.push_back(Owed::Reply(token, response));
+            return;
+        }
+        if let Some(token) = complete(agent, token, &response) {
+            self.owed.push_back(Owed::Reply(token, response));
+        }
     }
 
-    /// Whether the socket should be read: all input consumed, no EOF yet.
-    fn wants_read(&self) -> bool {
-        !self.has_pending() && !self.eof
+    /// Emits an event, or owes it while output is full.
+    fn emit(&mut self, agent: &mut Agent<'_, '_>, event: Arc<EventOut>) {
+        let now = self.now();
+        if !self.owed.is_empty() || !emit(agent, &event, now) {
+            self.owed.push_back(Owed::Event(event));
+        }
     }
 
-    /// Reads what the socket holds, without blocking. Returns whether
-    /// anything happened (input or EOF).
-    fn read(&mut self, stream: &Stream) -> bool {
-        loop {
-            match rustix::net::recv(
-                stream,
-                &mut self.input[..],
-                rustix::net::RecvFlags::DONTWAIT,
-            ) {
-                Ok((0, _)) => {
-                    self.eof = true;
-                    return true;
+    /// Sends what is owed as far as output room allows; whether all of it
+    /// went.
+    fn retry(&mut self, agent: &mut Agent<'_, '_>) -> bool {
+        let now = self.now();
+        while let Some(owed) = self.owed.pop_front() {
+            let blocked = match owed {
+                Owed::Reply(token, response) => {
+                    complete(agent, token, &response).map(|t| Owed::Reply(t, response))
                 }
-                Ok((n, _)) => {
-                    self.start = 0;
-                    self.end = n;
-                    return true;
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => return false,
-                // A reset connection and the like: the peer is gone.
-                Err(_) => {
-                    self.eof = true;
-                    return true;
-                }
+                Owed::Event(event) => (!emit(agent, &event, now)).then_some(Owed::Event(event)),
+            };
+            if let Some(owed) = blocked {
+                self.owed.push_front(owed);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Output is full with nothing left to send (cannot happen: the pump
+    /// stages whatever the agent holds): answer with a short error rather
+    /// than spin, and drop owed events.
+    fn give_up(&mut self, agent: &mut Agent<'_, '_>) {
+        for owed in self.owed.drain(..) {
+            if let Owed::Reply(token, _) = owed {
+                let stuck = CoreReply::Error {
+                    class: "GenericError",
+                    desc: "internal error: output buffer stuck",
+                };
+                let _ = agent.complete(token, stuck);
             }
         }
     }
+}
+
+/// Answers a request; gives the token back when the output is full. (A
+/// reply that can never be sent is answered by the core with an error in
+/// its place.)
+fn complete(
+    agent: &mut Agent<'_, '_>,
+    token: ReplyToken,
+    response: &Response,
+) -> Option<ReplyToken> {
+    let result = match response {
+        Response::Return(v) => agent.complete(token, CoreReply::Return(v)),
+        Response::Error { class, desc } => agent.complete(token, CoreReply::Error { class, desc }),
+        Response::NoResponse => agent.complete(token, CoreReply::NoResponse),
+    };
+    match result {
+        Err(CompleteError::OutputFull { token, .. }) => Some(token),
+        _ => None,
+    }
+}
+
+/// Emits an event; `false` when the output is full. (Throttled, dropped
+/// before negotiation, or one that can never be sent: done.)
+fn emit(agent: &mut Agent<'_, '_>, ev: &EventOut, now: Clock) -> bool {
+    let data = ev
+        .data
+        .as_ref()
+        .map(|d| d as &dyn qmp_core::encode::WriteJson);
+    let mut e = CoreEventOut::new(&ev.name).timestamp(ev.seconds, ev.microseconds);
+    if let Some(d) = data {
+        e = e.data(d);
+    }
+    if let Some(k) = ev.throttle_key.as_deref() {
+        e = e.throttle_key(k);
+    }
+    !matches!(agent.emit(now, &e), Err(EmitError::OutputFull { .. }))
+}
+
+/// Reads what the socket holds into the pump, without blocking. Returns
+/// whether anything happened (input or end of stream).
+fn read(stream: &Stream, pump: &mut Pump<'_>) -> bool {
+    loop {
+        match rustix::net::recv(stream, pump.read_buf(), rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => {
+                pump.received(n);
+                return true;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => return false,
+            // A reset connection and the like: the peer is gone.
+            Err(_) => {
+                pump.received(0);
+                return true;
+            }
+        }
+    }
+}
+
+/// Writes what the pump staged.
+fn write(stream: &mut Stream, pump: &mut Pump<'_>) -> io::Result<()> {
+    let n = pump.transmit().len();
+    stream.write_all(pump.transmit())?;
+    pump.sent(n);
+    Ok(())
 }
 
 impl Conn<'_> {
@@ -882,110 +968,97 @@ impl Conn<'_> {
         let bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob).with_throttle(&mut tb);
         let mut agent =
             Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-
-        let mut st = State {
-            input: vec![0u8; READ_CHUNK],
-            start: 0,
-            end: 0,
-            eof: false,
+        let (mut rx, mut tx) = (vec![0u8; READ_CHUNK], vec![0u8; FLUSH_AT]);
+        let mut pump = Pump::new(&mut rx, &mut tx);
+        let mut books = Books {
+            owed: VecDeque::new(),
+            outstanding: HashMap::new(),
             stop: false,
             stop_server: false,
-            outstanding: HashMap::new(),
             epoch: Instant::now(),
         };
-        let mut txbuf = vec![0u8; READ_CHUNK];
-        let result = self.session(&mut agent, &mut stream, &mut txbuf, &mut st);
-        agent.handle_eof();
+        let result = self.session(&mut agent, &mut pump, &mut stream, &mut books);
         stream.shutdown();
-        if st.stop_server {
+        if books.stop_server {
             self.events.shared.stop();
         }
         result
     }
 
+    /// The session: the pump's turns, with the handler, the mailbox and
+    /// the socket. Returns when the peer is gone and answered, or the
+    /// session is stopped.
     fn session(
         &mut self,
         agent: &mut Agent<'_, '_>,
-        out: &mut Stream,
-        txbuf: &mut [u8],
-        st: &mut State,
+        pump: &mut Pump<'_>,
+        stream: &mut Stream,
+        books: &mut Books,
     ) -> io::Result<()> {
         loop {
-            // Whether this turn changed anything; only a turn that did
-            // nothing may sleep. (Flushing output lets the agent answer
-            // queued messages and take input again: a turn that flushed
-            // must look at the held input and the requests again, or a
-            // burst that filled the output stalls the session for good.)
-            let mut progress = false;
-            // Input the agent will take now.
-            if st.has_pending() && agent.wants_input() {
-                let used = agent.handle_input(st.now(), &st.input[st.start..st.end]);
-                st.start += used;
-                progress = used > 0;
+            let wants = pump.step(agent, books.now());
+            if wants.closed {
+                return Ok(());
             }
-            // Requests for the handler.
-            while let Some((token, outcome, deferred, stop)) = self.next_request(agent) {
-                progress = true;
-                if stop {
-                    st.stop_server = true;
-                }
-                let now_reply = match outcome {
-                    Outcome::Reply(r) => Some((token, r)),
-                    Outcome::Deferred if deferred => {
-                        // Before draining: the completion may already be
-                        // waiting in the channel.
-                        st.outstanding.insert(token.id(), token);
-                        None
-                    }
-                    Outcome::Deferred => Some((
-                        token,
-                        Response::generic_error(
-                            "internal error: deferred without taking a completer",
-                        ),
-                    )),
-                };
-                // Events the handler emitted go out before its reply.
-                self.drain(agent, out, txbuf, st)?;
-                if let Some((token, r)) = now_reply {
-                    complete(agent, out, txbuf, token, &r)?;
+            let clear = books.retry(agent);
+            if books.stop || books.stop_server {
+                return flush(agent, pump, stream, books);
+            }
+            if clear && wants.app {
+                self.requests(agent, books);
+                // Take more input before writing, unless much is staged.
+                if pump.transmit().len() < FLUSH_AT && !books.stop_server {
+                    continue;
                 }
             }
-            // More input can be taken at once: batch the replies (one write
-            // for many pipelined requests) unless much output is waiting.
-            let more =
-                progress && st.has_pending() && agent.wants_input() && !st.stop_server && !st.stop;
-            if more && agent.pending_output() < FLUSH_AT {
+            if !pump.transmit().is_empty() {
+                write(stream, pump)?;
                 continue;
             }
-            let flushed = flush(agent, out, txbuf)?;
-            if st.stop_server || st.stop {
-                return Ok(());
-            }
-            if st.eof && !st.has_pending() && agent.queued() == 0 && st.outstanding.is_empty() {
-                return Ok(());
-            }
-            if progress || flushed {
+            if !clear {
+                books.give_up(agent);
                 continue;
             }
             // Input already in the socket, or messages already waiting:
             // take them without sleeping.
-            if st.wants_read() && st.read(out) {
+            if wants.read && read(stream, pump) {
                 continue;
             }
-            if self.drain(agent, out, txbuf, st)? {
+            if self.mailbox(agent, books) {
                 continue;
             }
-            // Sleep until input, a message, or a throttle timer.
-            self.sleep(
-                st.wants_read(),
-                out,
-                agent
-                    .poll_timeout()
-                    .map(|due| due.saturating_millis_since(st.now())),
-            )?;
-            let now = st.now();
-            if agent.poll_timeout().is_some_and(|due| due <= now) {
-                agent.handle_timeout(now);
+            let timeout = wants
+                .timeout
+                .map(|due| due.saturating_millis_since(books.now()));
+            self.sleep(wants.read, stream, timeout)?;
+        }
+    }
+
+    /// Hands the requests waiting in the agent to the handler, while
+    /// nothing is owed.
+    fn requests(&mut self, agent: &mut Agent<'_, '_>, books: &mut Books) {
+        while books.owed.is_empty() && !books.stop_server {
+            let Some((token, outcome, deferred, stop)) = self.next_request(agent) else {
+                return;
+            };
+            books.stop_server |= stop;
+            let reply = match outcome {
+                Outcome::Reply(r) => Some(r),
+                Outcome::Deferred if deferred => {
+                    // Before the mailbox: the completion may already wait
+                    // there.
+                    books.outstanding.insert(token.id(), token);
+                    self.mailbox(agent, books);
+                    continue;
+                }
+                Outcome::Deferred => Some(Response::generic_error(
+                    "internal error: deferred without taking a completer",
+                )),
+            };
+            // Events the handler emitted go out before its reply.
+            self.mailbox(agent, books);
+            if let Some(r) = reply {
+                books.answer(agent, token, r);
             }
         }
     }
@@ -1013,7 +1086,7 @@ impl Conn<'_> {
         }
         if !fds[0].revents().is_empty() {
             // Drain the wake-up bytes, then allow the next wake-up: the
-            // messages sent before it are drained after this.
+            // messages sent before it are taken after this.
             let mut buf = [0u8; 64];
             while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
             self.tx.waker.notified.store(false, Ordering::SeqCst);
@@ -1053,123 +1126,46 @@ impl Conn<'_> {
         Some((inc.token, outcome, ctx.deferred, ctx.stop))
     }
 
-    /// Processes every message already waiting, without blocking. Returns
-    /// whether there was any.
-    fn drain(
-        &mut self,
-        agent: &mut Agent<'_, '_>,
-        out: &mut Stream,
-        txbuf: &mut [u8],
-        st: &mut State,
-    ) -> io::Result<bool> {
+    /// Takes every message already sent to this connection (events,
+    /// deferred completions, stop), without blocking. Returns whether there
+    /// was any.
+    fn mailbox(&mut self, agent: &mut Agent<'_, '_>, books: &mut Books) -> bool {
         let mut any = false;
-        loop {
-            match self.rx.try_recv() {
-                Ok(m) => {
-                    any = true;
-                    self.process(agent, out, txbuf, st, m)?;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(any),
-            }
-        }
-    }
-
-    fn process(
-        &mut self,
-        agent: &mut Agent<'_, '_>,
-        out: &mut Stream,
-        txbuf: &mut [u8],
-        st: &mut State,
-        msg: ConnMsg,
-    ) -> io::Result<()> {
-        match msg {
-            ConnMsg::Stop => st.stop = true,
-            ConnMsg::Event(ev) => emit(agent, out, txbuf, &ev, st.now())?,
-            ConnMsg::Complete(request, r) => {
-                if let Some(token) = st.outstanding.remove(&request) {
-                    complete(agent, out, txbuf, token, &r)?;
+        while let Ok(msg) = self.rx.try_recv() {
+            any = true;
+            match msg {
+                ConnMsg::Stop => books.stop = true,
+                ConnMsg::Event(ev) => books.emit(agent, ev),
+                ConnMsg::Complete(request, r) => {
+                    if let Some(token) = books.outstanding.remove(&request) {
+                        books.answer(agent, token, r);
+                    }
                 }
             }
         }
-        Ok(())
+        any
     }
 }
 
-/// Writes all pending output; returns whether there was any.
-fn flush(agent: &mut Agent<'_, '_>, out: &mut Stream, txbuf: &mut [u8]) -> io::Result<bool> {
-    let mut any = false;
-    while let Some(n) = agent.poll_transmit(txbuf) {
-        out.write_all(&txbuf[..n])?;
-        any = true;
-    }
-    Ok(any)
-}
-
-/// Answers a request, transmitting while the output is full. (A reply that
-/// can never be sent is answered by the core with an error in its place.)
-fn complete(
+/// Writes everything the session has for its peer (once it is stopped).
+fn flush(
     agent: &mut Agent<'_, '_>,
-    out: &mut Stream,
-    txbuf: &mut [u8],
-    mut token: ReplyToken,
-    response: &Response,
+    pump: &mut Pump<'_>,
+    stream: &mut Stream,
+    books: &mut Books,
 ) -> io::Result<()> {
     loop {
-        let result = match response {
-            Response::Return(v) => agent.complete(token, CoreReply::Return(v)),
-            Response::Error { class, desc } => {
-                agent.complete(token, CoreReply::Error { class, desc })
-            }
-            Response::NoResponse => agent.complete(token, CoreReply::NoResponse),
-        };
-        match result {
-            Err(CompleteError::OutputFull { token: t, .. }) => {
-                token = t;
-                if !flush(agent, out, txbuf)? {
-                    // Nothing to send yet no room: cannot happen; answer
-                    // with a short error rather than spin.
-                    let _ = agent.complete(
-                        token,
-                        CoreReply::Error {
-                            class: "GenericError",
-                            desc: "internal error: output buffer stuck",
-                        },
-                    );
-                    return Ok(());
-                }
-            }
-            // Answered (by the core, when the reply could never be sent).
-            _ => return Ok(()),
+        let clear = books.retry(agent);
+        let wants = pump.step(agent, books.now());
+        if wants.closed {
+            return Ok(());
+        }
+        if !pump.transmit().is_empty() {
+            write(stream, pump)?;
+        } else if clear {
+            return Ok(());
+        } else {
+            books.give_up(agent);
         }
     }
-}
-
-fn emit(
-    agent: &mut Agent<'_, '_>,
-    out: &mut Stream,
-    txbuf: &mut [u8],
-    ev: &Event,
-    now: Clock,
-) -> io::Result<()> {
-    let data = ev
-        .data
-        .as_ref()
-        .map(|d| d as &dyn qmp_core::encode::WriteJson);
-    let mut e = EventOut::new(&ev.name).timestamp(ev.seconds, ev.microseconds);
-    if let Some(d) = data {
-        e = e.data(d);
-    }
-    if let Some(k) = ev.throttle_key.as_deref() {
-        e = e.throttle_key(k);
-    }
-    for _ in 0..2 {
-        match agent.emit(now, &e) {
-            Err(EmitError::OutputFull { .. }) => {
-                flush(agent, out, txbuf)?;
-            }
-            // Sent, throttled, dropped before negotiation, or impossible.
-            _ => return Ok(()),
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The agent runner over real sockets, raw bytes in and out (no peers
 //! needed).
 
-use qmp_std::agent::{CommandDef, Ctx, Event, Outcome, Request, Response, Server, ServerConfig};
+use qmp_std::agent::{CommandDef, Ctx, EventOut, Outcome, Request, Response, Server, ServerConfig};
 use qmp_std::{demo, Address, Json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -266,7 +266,7 @@ fn tcp_custom_handler_deferred_and_events() {
 
     // Broadcast from outside a handler, with a fixed timestamp.
     assert_eq!(events.connections(), 1);
-    let n = events.send(Event {
+    let n = events.send(EventOut {
         name: "JOB_STATUS_CHANGE".into(),
         data: Some(Json::parse(r#"{"id":"j1","status":"created"}"#).unwrap()),
         seconds: 1795285163,
