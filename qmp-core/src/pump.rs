@@ -338,10 +338,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Pump<'_, B> {
     /// is read, and the next [`Pump::step`] delivers end of stream whatever
     /// the session still had to send.
     pub fn abort(&mut self) {
-        self.rx_start = 0;
-        self.rx_end = 0;
-        self.tx_start = 0;
-        self.tx_end = 0;
+        let delivered = self.eof_delivered;
+        self.reset();
+        self.eof_delivered = delivered;
         self.eof = true;
         self.aborted = true;
     }

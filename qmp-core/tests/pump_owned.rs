@@ -61,31 +61,19 @@ fn owned_buffers_and_a_grown_transmit_buffer() {
     let arg = format!("{{\"s\":\"{}\"}}", "x".repeat(100));
     let args: RawJson<'_> = validate(arg.as_bytes(), FramerConfig::new()).unwrap();
 
+    let mut echo = |client: &mut Client<Vec<u8>>, pump: &mut Pump<'static, Vec<u8>>| {
+        let out = pump.queue_buf();
+        client.execute_raw(now, "echo", Some(args), ExecuteOptions::new(), out)
+    };
     // Does not fit the 64-byte transmit buffer: nothing is registered.
-    let err = client
-        .execute_raw(
-            now,
-            "echo",
-            Some(args),
-            ExecuteOptions::new(),
-            pump.queue_buf(),
-        )
-        .unwrap_err();
+    let err = echo(&mut client, &mut pump).unwrap_err();
     let ExecuteError::InsufficientSize(InsufficientSize { required }) = err else {
         panic!("{err:?}")
     };
     assert_eq!(required, 146);
     // Nothing staged: the buffer may be grown.
     pump.transmit_storage().unwrap().resize(required, 0);
-    let (token, n) = client
-        .execute_raw(
-            now,
-            "echo",
-            Some(args),
-            ExecuteOptions::new(),
-            pump.queue_buf(),
-        )
-        .unwrap();
+    let (token, n) = echo(&mut client, &mut pump).unwrap();
     pump.queued(n);
     assert_eq!(
         pump.transmit(),
@@ -140,6 +128,10 @@ fn abort_ends_a_client_at_once() {
     assert!(pump.read_buf().len() == 256);
     let w = pump.step(&mut client, now);
     assert!(w.closed && !w.app && !w.read, "{w:?}");
+    // A second failure does not end the session twice.
+    pump.abort();
+    let w = pump.step(&mut client, now);
+    assert!(w.closed && !w.app, "{w:?}");
 }
 
 #[test]
