@@ -61,7 +61,7 @@ fn owned_buffers_and_a_grown_transmit_buffer() {
     let arg = format!("{{\"s\":\"{}\"}}", "x".repeat(100));
     let args: RawJson<'_> = validate(arg.as_bytes(), FramerConfig::new()).unwrap();
 
-    let mut echo = |client: &mut Client<Vec<u8>>, pump: &mut Pump<'static, Vec<u8>>| {
+    let echo = |client: &mut Client<Vec<u8>>, pump: &mut Pump<'static, Vec<u8>>| {
         let out = pump.queue_buf();
         client.execute_raw(now, "echo", Some(args), ExecuteOptions::new(), out)
     };
