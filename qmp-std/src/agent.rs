@@ -1019,12 +1019,16 @@ impl Conn<'_> {
                 books.give_up(agent);
                 continue;
             }
-            // Input already in the socket, or messages already waiting:
-            // take them without sleeping.
-            if wants.read && read(stream, pump) {
+            // Messages already waiting, or input already in the socket:
+            // take them without sleeping. Messages first: an event
+            // broadcast before the input arrived goes out before what the
+            // input causes (QEMU emits to every monitor as it happens: a
+            // STOP sent while this session was still negotiating is not
+            // delivered once its `qmp_capabilities` has been read).
+            if self.mailbox(agent, books) {
                 continue;
             }
-            if self.mailbox(agent, books) {
+            if wants.read && read(stream, pump) {
                 continue;
             }
             let timeout = wants
