@@ -16,7 +16,7 @@
 
 use qmp_core::message::Inbound;
 use qmp_core::scan::{Frame, Framer};
-use qmp_std::client::{Client, Config, Request};
+use qmp_std::client::{Call, Client, Config};
 use qmp_std::Address;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -109,7 +109,7 @@ fn client_runs(path: &Path) -> Result<(f64, f64), String> {
                 .map_err(|e| e.to_string())?;
         }
         pending.push_back(
-            c.send(Request::new("query-version"))
+            c.send(Call::new("query-version"))
                 .map_err(|e| e.to_string())?,
         );
     }

@@ -9,40 +9,32 @@
 //! * [`demo`]: the demo monitor agent behind `qmp agent`.
 //! * [`client`]: the blocking QMP client (sockets, timeouts, events,
 //!   subscriptions, pipelining).
+//! * [`qga`]: [`qga::Qga`], the blocking guest-agent client (sync, ping,
+//!   execute) over Unix/TCP sockets or any [`transport::Transport`].
+//! * [`transport`]: what the clients run over.
 //! * [`fd`]: file-descriptor passing (`SCM_RIGHTS`) on Unix sockets.
-//! * [`qga`]: [`qga::Qga`], a blocking guest-agent client (sync, ping,
-//!   execute) over Unix/TCP sockets or any `Read + Write`.
+//!
+//! Both clients take one [`Config`] and fail with one [`Error`]; every
+//! driver loop (the two clients', the agent runner's) is qmp-core's
+//! [`qmp_core::pump::Pump`], with only the socket specifics here.
+
+#[macro_use]
+mod calls;
 
 pub mod addr;
 pub mod agent;
 pub mod client;
+mod config;
 pub mod demo;
+mod error;
 pub mod fd;
+mod inbox;
 pub mod json;
+mod link;
 pub mod qga;
+pub mod transport;
 
 pub use addr::Address;
+pub use config::Config;
+pub use error::{Error, Handshake, QmpError};
 pub use json::Json;
-
-use std::fmt;
-
-/// An error reply from a QMP server or guest agent:
-/// `{"error": {"class": …, "desc": …}}`. Shared by [`client`] and [`qga`]
-/// (re-exported there as `client::QmpError` and `qga::QmpError`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QmpError {
-    /// The error class (`GenericError`, `CommandNotFound`, …; any class a
-    /// newer peer sends is kept as it came).
-    pub class: String,
-    /// The description, unescaped.
-    pub desc: String,
-}
-
-impl fmt::Display for QmpError {
-    /// `CLASS: DESC`, as the `qmp` tool prints it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
-    }
-}
-
-impl std::error::Error for QmpError {}

@@ -1,219 +1,100 @@
 //! A blocking guest-agent (QGA) client over a Unix socket, TCP, or any
-//! `Read + Write` (a virtio-serial port opened as a file).
+//! [`Transport`] (a virtio-serial port opened as a file, through
+//! [`FdTransport`](crate::client::FdTransport)).
 //!
-//! [`Qga`] drives [`qmp_core::qga::QgaClient`]: it syncs on connect (a 0xFF
-//! byte, then `guest-sync-delimited` with a random 64-bit id, everything
-//! before the delimited reply discarded), and again before the next command
-//! after any timeout. Every call has a deadline ([`Qga::set_timeout`]);
-//! running out of time is [`Error::Timeout`].
+//! [`Qga`] drives [`qmp_core::qga::QgaClient`] on the same driver as the
+//! QMP client ([`crate::client`]), with the same [`Config`], the same calls
+//! ([`Qga::execute`], [`Qga::execute_raw`], [`Qga::call`]) and the same
+//! [`Error`]s. It syncs on connect (a 0xFF byte, then
+//! `guest-sync-delimited` with a random 64-bit id, everything before the
+//! delimited reply discarded), and again before the next command after any
+//! timeout. A sync takes at most [`Config::sync_timeout`] (up to three
+//! attempts with fresh ids); a peer that is no guest agent fails at once
+//! when it shows it (a QMP greeting, or an error naming the sync command)
+//! and otherwise when that time is up.
 //!
 //! ```no_run
+//! use qmp_std::qga::{Config, Qga};
 //! use std::time::Duration;
-//! let mut qga = qmp_std::qga::Qga::connect_unix("/run/qga.sock", Duration::from_secs(5))?;
+//! let cfg = Config::new().timeout(Some(Duration::from_secs(5)));
+//! let mut qga = Qga::connect_unix("/run/qga.sock", cfg)?;
 //! qga.ping()?;
-//! match qga.execute_raw("guest-get-time", None)? {
+//! match qga.execute_raw("guest-get-time", None) {
 //!     Ok(json) => println!("{json}"),
-//!     Err(e) => eprintln!("{e}"),
+//!     Err(e) if e.is_qmp() => eprintln!("{e}"),
+//!     Err(e) => return Err(e),
 //! }
-//! let info: serde_json::Value = qga.execute("guest-info", None)?;
+//! let info: serde_json::Value = qga.execute("guest-info", &())?;
 //! println!("{}", info["version"]);
-//! # Ok::<(), qmp_std::qga::Error>(())
+//! # Ok::<(), qmp_std::Error>(())
 //! ```
 
-use qmp_core::InsufficientSize;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use qmp_core::client::Outcome;
-use qmp_core::client::{ClientEvent, ExecuteError, ExecuteOptions, Token};
-use qmp_core::encode::EncodeError;
+use qmp_core::client::ExecuteError;
 use qmp_core::qga::{QgaClient, QgaState};
-use qmp_core::scan::{validate, FramerConfig};
-use qmp_core::Instant as Clock;
-use serde::de::DeserializeOwned;
 
+use crate::client::Call;
+use crate::inbox::{Setup, Skipped};
+use crate::link::Link;
 use crate::Address;
 
-/// The largest reply accepted (larger ones fail the call with
-/// [`Error::Protocol`]; the session goes on).
-pub const MAX_REPLY: usize = 1 << 20;
-
-/// Sync attempts (each with a fresh id and the full timeout) before giving
-/// up with [`Error::Timeout`].
-const SYNC_ATTEMPTS: usize = 3;
-
-pub use crate::QmpError;
-
-/// Why a call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// Connecting, reading or writing failed.
-    Io(io::Error),
-    /// No answer within the timeout (the next call re-syncs first).
-    Timeout {
-        /// What was waited for (`sync` or the command name).
-        waiting_for: String,
-    },
-    /// The agent closed the connection.
-    Disconnected,
-    /// The agent answered with an error (typed calls only; see
-    /// [`Qga::execute_raw`] for the raw shape).
-    Command(QmpError),
-    /// The arguments are not valid JSON.
-    InvalidArguments(String),
-    /// The reply could not be used (too large, wrong shape).
-    Protocol(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io(e) => write!(f, "guest agent I/O error: {e}"),
-            Error::Timeout { waiting_for } => {
-                write!(f, "timed out waiting for the guest agent ({waiting_for})")
-            }
-            Error::Disconnected => f.write_str("the guest agent closed the connection"),
-            Error::Command(e) => write!(f, "{e}"),
-            Error::InvalidArguments(e) => write!(f, "invalid arguments: {e}"),
-            Error::Protocol(e) => write!(f, "guest agent protocol error: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io(e) => Some(e),
-            Error::Command(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
-    }
-}
-
-/// A Unix or TCP stream ([`Qga::connect`]).
 pub use crate::addr::Stream;
+pub use crate::client::Notice;
+pub use crate::config::Config;
+pub use crate::error::{Error, Handshake, QmpError};
+pub use crate::transport::Transport;
 
-type SetTimeout<S> = fn(&S, Option<Duration>) -> io::Result<()>;
+/// Sync attempts (each with a fresh id and an equal share of the sync
+/// time).
+const SYNC_ATTEMPTS: u32 = 3;
 
-/// How a request ended, owned.
-enum Done {
-    Return(String),
-    Error(QmpError),
-    Timeout,
-    Disconnected,
-    Other(String),
-}
+/// The sync command (named in [`Error::Timeout`] of an attempt).
+const SYNC: &str = "guest-sync-delimited";
 
 /// The blocking guest-agent client. See the [module docs](self).
-pub struct Qga<S: Read + Write> {
-    stream: S,
-    set_timeout: SetTimeout<S>,
-    client: QgaClient<Vec<u8>, 4>,
-    rx: Vec<u8>,
-    rx_start: usize,
-    rx_end: usize,
-    out: Vec<u8>,
-    timeout: Duration,
-    epoch: Instant,
+pub struct Qga<T: Transport = Stream> {
+    link: Link<T, QgaClient<Vec<u8>, 4>>,
     rng: u64,
-    /// A sync left waiting by an I/O error.
-    pending_sync: Option<Token>,
 }
 
-impl<S: Read + Write> fmt::Debug for Qga<S> {
+impl<T: Transport> fmt::Debug for Qga<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Qga")
-            .field("state", &self.client.state())
-            .field("timeout", &self.timeout)
+            .field("state", &self.link.session.state())
+            .field("timeout", &self.link.cfg.timeout)
             .finish_non_exhaustive()
     }
 }
 
-fn retry_connect<T>(
-    timeout: Duration,
-    mut connect: impl FnMut() -> io::Result<T>,
-) -> Result<T, Error> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match connect() {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => return Err(Error::Io(e)),
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-impl Qga<UnixStream> {
-    /// Connects to a Unix socket (retrying until it accepts, within
-    /// `timeout`) and syncs. `timeout` is also each call's timeout.
-    ///
-    /// # Errors
-    /// Connecting failed, or the sync timed out.
-    pub fn connect_unix(path: impl AsRef<Path>, timeout: Duration) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let stream = retry_connect(timeout, || UnixStream::connect(path))?;
-        let mut qga = Qga::from_unix(stream, timeout);
-        qga.sync()?;
-        Ok(qga)
-    }
-
-    /// Wraps a connected Unix stream (not yet synced; the first call
-    /// syncs).
-    pub fn from_unix(stream: UnixStream, timeout: Duration) -> Self {
-        Qga::with_read_timeout(stream, timeout, UnixStream::set_read_timeout)
-    }
-}
-
 impl Qga<Stream> {
-    /// Connects to `addr` (Unix or TCP; retrying until it accepts, within
-    /// `timeout`) and syncs.
+    /// Connects to `address` (Unix or TCP; retrying while it is missing or
+    /// refuses, see [`Config::retry_connect`]) and syncs, all within
+    /// [`Config::connect_timeout`].
     ///
     /// # Errors
-    /// Connecting failed, or the sync timed out.
-    pub fn connect(addr: &Address, timeout: Duration) -> Result<Self, Error> {
-        let stream = match addr {
-            Address::Unix(p) => Stream::Unix(retry_connect(timeout, || UnixStream::connect(p))?),
-            Address::Tcp(hp) => {
-                let s = retry_connect(timeout, || TcpStream::connect(hp.as_str()))?;
-                let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
-            }
-        };
-        let mut qga = Qga::with_read_timeout(stream, timeout, |s, d| match s {
-            Stream::Unix(s) => s.set_read_timeout(d),
-            Stream::Tcp(s) => s.set_read_timeout(d),
-        });
-        qga.sync()?;
-        Ok(qga)
+    /// [`Error::Connect`], [`Error::HandshakeTimeout`],
+    /// [`Error::HandshakeRefused`], [`Error::Protocol`], …
+    pub fn connect(address: &Address, cfg: Config) -> Result<Self, Error> {
+        crate::transport::open(address, cfg, Qga::handshake_until)
+    }
+
+    /// Connects to a Unix socket and syncs (see [`Qga::connect`]).
+    ///
+    /// # Errors
+    /// As [`Qga::connect`].
+    pub fn connect_unix(path: impl AsRef<Path>, cfg: Config) -> Result<Self, Error> {
+        Qga::connect(&Address::unix(path.as_ref()), cfg)
     }
 }
 
-impl<S: Read + Write> Qga<S> {
-    /// Wraps any stream (not yet synced; the first call syncs). Without a
-    /// way to time reads out, deadlines are checked only between reads: a
-    /// silent agent blocks a read forever. Prefer [`Qga::connect_unix`] or
-    /// [`Qga::connect`] for sockets.
-    pub fn new(stream: S, timeout: Duration) -> Self {
-        Qga::with_read_timeout(stream, timeout, |_, _| Ok(()))
-    }
-
-    /// Wraps a stream with a function that sets its read timeout (like
-    /// `UnixStream::set_read_timeout`), so calls time out while reading.
-    pub fn with_read_timeout(stream: S, timeout: Duration, set_timeout: SetTimeout<S>) -> Self {
+impl<T: Transport> Qga<T> {
+    /// Wraps an open transport, not yet synced (the first call syncs).
+    pub fn new(io: T, cfg: Config) -> Self {
         let mut seed = RandomState::new().build_hasher();
         seed.write_u128(
             std::time::SystemTime::now()
@@ -221,39 +102,32 @@ impl<S: Read + Write> Qga<S> {
                 .map_or(0, |d| d.as_nanos()),
         );
         seed.write_u32(std::process::id());
+        let session = QgaClient::with_config(vec![0; cfg.max_message], Default::default());
         Qga {
-            stream,
-            set_timeout,
-            client: QgaClient::new(vec![0; MAX_REPLY]),
-            rx: vec![0; 64 * 1024],
-            rx_start: 0,
-            rx_end: 0,
-            out: vec![0; 1024],
-            timeout,
-            epoch: Instant::now(),
+            link: Link::new(io, session, cfg),
             rng: seed.finish() | 1,
-            pending_sync: None,
         }
     }
 
-    /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    /// Syncs over an open transport within [`Config::connect_timeout`].
+    ///
+    /// # Errors
+    /// As [`Qga::sync`].
+    pub fn handshake(io: T, cfg: Config) -> Result<Self, Error> {
+        let deadline = Instant::now() + cfg.connect_timeout;
+        Qga::handshake_until(io, cfg, deadline)
     }
 
-    /// Sets the per-call timeout.
-    pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+    fn handshake_until(io: T, cfg: Config, deadline: Instant) -> Result<Self, Error> {
+        let connect_timeout = cfg.connect_timeout;
+        let mut qga = Qga::new(io, cfg);
+        qga.sync_within(Some((deadline, connect_timeout)))?;
+        Ok(qga)
     }
 
     /// Whether the session is synced (the next call will not sync first).
     pub fn is_synced(&self) -> bool {
-        self.client.state() == QgaState::Synced
-    }
-
-    /// The underlying stream.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
+        self.link.session.state() == QgaState::Synced
     }
 
     /// A random id in `1..=i64::MAX` (xorshift64*, seeded from the time, the
@@ -267,145 +141,120 @@ impl<S: Read + Write> Qga<S> {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) & i64::MAX as u64).max(1)
     }
 
-    /// The core's clock: milliseconds since the client was created.
-    fn now_ms(&self) -> Clock {
-        Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
-
-    fn deadline(&self) -> Clock {
-        let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        self.now_ms().saturating_add_millis(ms.max(1))
-    }
-
-    /// Runs the sync procedure (a fresh random id per attempt, up to three
-    /// attempts of the full timeout each).
+    /// Runs the sync procedure within [`Config::sync_timeout`]: up to three
+    /// attempts, each with a fresh random id and a third of the time.
     ///
     /// # Errors
-    /// [`Error::Timeout`] when no attempt succeeded, I/O errors,
-    /// [`Error::Disconnected`].
+    /// [`Error::HandshakeTimeout`] (no attempt succeeded),
+    /// [`Error::HandshakeRefused`] (the agent answered the sync with an
+    /// error), [`Error::Protocol`] (the peer is a QMP monitor),
+    /// [`Error::Disconnected`], transport errors.
     pub fn sync(&mut self) -> Result<(), Error> {
-        if let Some(t) = self.pending_sync.take() {
-            self.client.cancel(t);
-            self.drain_events(None);
+        self.sync_within(None)
+    }
+
+    /// [`Qga::sync`], ending by `limit` (a deadline and the time it stands
+    /// for) when that comes first.
+    fn sync_within(&mut self, limit: Option<(Instant, Duration)>) -> Result<(), Error> {
+        let start = Instant::now();
+        let mut allowed = self.link.cfg.sync_timeout;
+        let mut end = start + allowed;
+        if let Some((deadline, time)) = limit.filter(|(d, _)| *d < end) {
+            (end, allowed) = (deadline, time);
         }
-        for _ in 0..SYNC_ATTEMPTS {
+        self.link
+            .set_write_timeout(Some(end.saturating_duration_since(start)))?;
+        let budget = end.saturating_duration_since(start);
+        // The last error the agent sent that is not its complaint about the
+        // 0xFF: the cause, if no attempt succeeds.
+        let mut refusal = None;
+        for attempt in 1..=SYNC_ATTEMPTS {
+            let attempt_end = start + budget * attempt / SYNC_ATTEMPTS;
             let id = self.random_id();
-            let now = self.now_ms();
-            let deadline = self.deadline();
-            let token = match self.client.sync(now, id, deadline) {
+            let now = self.link.now();
+            let deadline = self.link.clock(attempt_end);
+            let token = match self.link.session.sync(now, id, deadline) {
                 Ok(t) => t,
-                Err(ExecuteError::Closed) => return Err(Error::Disconnected),
-                Err(e) => return Err(Error::Protocol(e.to_string())),
-            };
-            self.pending_sync = Some(token);
-            self.drain_events(None);
-            loop {
-                match self.client.poll_transmit(&mut self.out) {
-                    Ok(Some(n)) => {
-                        let bytes = self.out.get(..n).unwrap_or(&[]);
-                        self.stream.write_all(bytes)?;
-                    }
-                    Ok(None) => break,
-                    Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
-                        self.out.resize(required, 0)
-                    }
-                    Err(e) => return Err(Error::Protocol(e.to_string())),
+                Err(ExecuteError::Closed) => {
+                    return Err(Error::Disconnected {
+                        command: Some(SYNC.into()),
+                    })
                 }
-            }
-            self.stream.flush()?;
-            let done = self.wait(token)?;
-            self.pending_sync = None;
+                Err(e) => return Err(Error::Protocol(format!("cannot sync: {e}"))),
+            };
+            let share = attempt_end.saturating_duration_since(Instant::now());
+            self.link.inbox.register(token.id(), SYNC, Some(share));
+            let done = loop {
+                if let Err(e) = self.skipped(&mut refusal) {
+                    // Ended here: the session forgets the sync too.
+                    self.link.inbox.forget(token.id());
+                    self.link.session.cancel(token);
+                    self.link.file_events();
+                    return Err(e);
+                }
+                if let Some(r) = self.link.inbox.take(token.id()) {
+                    break r;
+                }
+                if !self.link.inbox.is_waiting(token.id()) {
+                    return Err(Error::Closed);
+                }
+                self.link.turn(None)?;
+            };
             match done {
-                Done::Return(_) => return Ok(()),
-                Done::Timeout => continue,
-                Done::Disconnected => return Err(Error::Disconnected),
-                Done::Error(e) => return Err(Error::Command(e)),
-                Done::Other(e) => return Err(Error::Protocol(e)),
+                Ok(_) => return Ok(()),
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
-        Err(Error::Timeout {
-            waiting_for: "sync".into(),
+        Err(match refusal {
+            Some(error) => Error::HandshakeRefused {
+                step: Handshake::Sync,
+                error,
+            },
+            None => Error::HandshakeTimeout {
+                step: Handshake::Sync,
+                after: allowed,
+            },
         })
     }
+
+    /// Looks at what the sync skipped: a QMP greeting, or an error naming
+    /// the sync command, end it at once; another error (not the agent's
+    /// complaint about the 0xFF) is kept as the likely cause.
+    fn skipped(&mut self, refusal: &mut Option<QmpError>) -> Result<(), Error> {
+        while let Some(s) = self.link.inbox.setup.pop_front() {
+            match s {
+                Setup::Skipped(Skipped::QmpGreeting) => {
+                    return Err(Error::Protocol(
+                        "the peer sent a QMP greeting: this is a QMP monitor, not a guest agent"
+                            .into(),
+                    ))
+                }
+                Setup::Skipped(Skipped::Error(error)) if error.desc.contains("guest-sync") => {
+                    return Err(Error::HandshakeRefused {
+                        step: Handshake::Sync,
+                        error,
+                    })
+                }
+                Setup::Skipped(Skipped::Error(e)) if !e.desc.starts_with("JSON parse error") => {
+                    *refusal = Some(e);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    // -- commands ------------------------------------------------------
+
+    client_calls!(Qga);
 
     /// `guest-ping`.
     ///
     /// # Errors
     /// As [`Qga::execute`].
     pub fn ping(&mut self) -> Result<(), Error> {
-        self.execute_raw("guest-ping", None)?
-            .map(|_| ())
-            .map_err(Error::Command)
-    }
-
-    /// Runs a command; `args_json` is the `arguments` object as JSON text.
-    /// Returns the `return` value as compact JSON text (64-bit integers
-    /// exact), or the agent's error. Syncs first when needed.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] (the next call re-syncs), [`Error::Io`],
-    /// [`Error::Disconnected`], [`Error::InvalidArguments`],
-    /// [`Error::Protocol`].
-    pub fn execute_raw(
-        &mut self,
-        name: &str,
-        args_json: Option<&str>,
-    ) -> Result<Result<String, QmpError>, Error> {
-        let args = match args_json {
-            Some(a) => Some(
-                validate(a.as_bytes(), FramerConfig::new())
-                    .map_err(|e| Error::InvalidArguments(format!("{e:?}")))?,
-            ),
-            None => None,
-        };
-        if !self.is_synced() {
-            self.sync()?;
-        }
-        let now = self.now_ms();
-        let options = ExecuteOptions::new().deadline(self.deadline());
-        let (token, n) = loop {
-            match self
-                .client
-                .execute_raw(now, name, args, options, &mut self.out)
-            {
-                Ok(r) => break r,
-                Err(ExecuteError::InsufficientSize(InsufficientSize { required })) => {
-                    self.out.resize(required, 0)
-                }
-                Err(ExecuteError::Closed) => return Err(Error::Disconnected),
-                Err(e) => return Err(Error::Protocol(e.to_string())),
-            }
-        };
-        let bytes = self.out.get(..n).unwrap_or(&[]);
-        self.stream.write_all(bytes)?;
-        self.stream.flush()?;
-        match self.wait(token)? {
-            Done::Return(v) => Ok(Ok(v)),
-            Done::Error(e) => Ok(Err(e)),
-            Done::Timeout => Err(Error::Timeout {
-                waiting_for: name.to_owned(),
-            }),
-            Done::Disconnected => Err(Error::Disconnected),
-            Done::Other(e) => Err(Error::Protocol(e)),
-        }
-    }
-
-    /// Runs a command and decodes its `return` value with serde (64-bit
-    /// integers exact). An error reply is [`Error::Command`].
-    ///
-    /// # Errors
-    /// As [`Qga::execute_raw`], plus [`Error::Command`] and
-    /// [`Error::Protocol`] for a value of the wrong shape.
-    pub fn execute<T: DeserializeOwned>(
-        &mut self,
-        name: &str,
-        args: Option<&serde_json::Value>,
-    ) -> Result<T, Error> {
-        let args = args.map(serde_json::Value::to_string);
-        let json = self
-            .execute_raw(name, args.as_deref())?
-            .map_err(Error::Command)?;
-        serde_json::from_str(&json).map_err(|e| Error::Protocol(format!("{name}: {e}")))
+        self.execute_raw("guest-ping", None).map(drop)
     }
 
     /// `guest-get-time`: nanoseconds since the epoch.
@@ -413,121 +262,23 @@ impl<S: Read + Write> Qga<S> {
     /// # Errors
     /// As [`Qga::execute`].
     pub fn get_time(&mut self) -> Result<i64, Error> {
-        self.execute("guest-get-time", None)
+        self.execute("guest-get-time", &())
     }
 
-    /// Polls events; returns the outcome of `token` if it is among them.
-    fn drain_events(&mut self, token: Option<Token>) -> Option<Done> {
-        let mut done = None;
-        while let Some(ev) = self.client.poll_event() {
-            if let ClientEvent::Resolved { token: t, outcome } = ev {
-                if Some(t) == token {
-                    done = Some(match outcome {
-                        Outcome::Return(v) => Done::Return(compact(v.as_bytes())),
-                        Outcome::Error { class, desc } => Done::Error(QmpError {
-                            class: class.to_string(),
-                            desc: desc.to_string(),
-                        }),
-                        Outcome::Timeout => Done::Timeout,
-                        Outcome::Disconnected => Done::Disconnected,
-                        Outcome::Oversized { len } => {
-                            Done::Other(format!("reply too large ({len} bytes)"))
-                        }
-                        other => Done::Other(format!("request ended: {other:?}")),
-                    });
-                }
-            }
-            // Stale, discarded and orphan messages are of no interest here.
+    /// Refuses what a guest agent cannot do, and syncs when needed.
+    fn prepare(&mut self, call: &Call<'_>) -> Result<(), Error> {
+        if call.oob {
+            return Err(Error::Unsupported(format!(
+                "cannot send '{}' with exec-oob: the guest agent has no out-of-band commands",
+                call.name
+            )));
         }
-        done
-    }
-
-    /// Reads and feeds until `token` resolves.
-    fn wait(&mut self, token: Token) -> Result<Done, Error> {
-        loop {
-            if let Some(done) = self.drain_events(Some(token)) {
-                return Ok(done);
-            }
-            let now = self.now_ms();
-            if self.rx_start < self.rx_end {
-                let input = self.rx.get(self.rx_start..self.rx_end).unwrap_or(&[]);
-                let n = self.client.handle_input(now, input);
-                self.rx_start += n;
-                if n == 0 && !self.client.has_event() {
-                    return Err(Error::Protocol("input not consumed".into()));
-                }
-                continue;
-            }
-            let wait = match self.client.poll_timeout() {
-                Some(t) if t <= now => {
-                    self.client.handle_timeout(now);
-                    continue;
-                }
-                Some(t) => Some(Duration::from_millis(t.saturating_millis_since(now))),
-                None => None,
-            };
-            (self.set_timeout)(&self.stream, wait)?;
-            self.rx_start = 0;
-            self.rx_end = 0;
-            match self.stream.read(&mut self.rx) {
-                Ok(0) => self.client.handle_eof(),
-                Ok(n) => self.rx_end = n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    let now = self.now_ms();
-                    self.client.handle_timeout(now);
-                }
-                Err(e) => return Err(Error::Io(e)),
-            }
+        if self.link.is_closed() {
+            return Err(Error::Closed);
         }
-    }
-}
-
-/// Removes the whitespace between tokens of validated JSON.
-fn compact(json: &[u8]) -> String {
-    let mut out = Vec::with_capacity(json.len());
-    let mut quote: Option<u8> = None;
-    let mut escaped = false;
-    for &b in json {
-        match quote {
-            Some(q) => {
-                out.push(b);
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == q {
-                    quote = None;
-                }
-            }
-            None => match b {
-                b' ' | b'\t' | b'\n' | b'\r' => {}
-                b'"' | b'\'' => {
-                    quote = Some(b);
-                    out.push(b);
-                }
-                _ => out.push(b),
-            },
+        if !self.is_synced() {
+            self.sync()?;
         }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compact;
-
-    #[test]
-    fn compacts() {
-        assert_eq!(
-            compact(br#"{"a": [1, "x y\" z"], 'b c': 1795285339653786000}"#),
-            r#"{"a":[1,"x y\" z"],'b c':1795285339653786000}"#
-        );
+        Ok(())
     }
 }

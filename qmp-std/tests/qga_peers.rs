@@ -2,7 +2,7 @@
 //! when not installed, unless `QMP_REQUIRE_PEERS=1`) and our own agent in
 //! guest-agent mode; plus a silent peer for the timeout error.
 
-use qmp_std::qga::{Error, Qga};
+use qmp_std::qga::{Config, Error, Handshake, Qga};
 use qmp_std::{demo, Address};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -12,6 +12,10 @@ use std::thread;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn cfg() -> Config {
+    Config::new().timeout(Some(TIMEOUT))
+}
 
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("qmp-qga-{}-{name}", std::process::id()));
@@ -73,42 +77,60 @@ fn start_qemu_ga(name: &str) -> Option<(Guard, PathBuf)> {
 }
 
 /// The checks shared by both peers.
-fn exercise(qga: &mut Qga<UnixStream>, version_prefix: &str) {
+fn exercise(qga: &mut Qga, version_prefix: &str) {
     assert!(qga.is_synced());
     qga.ping().unwrap();
 
-    let info: serde_json::Value = qga.execute("guest-info", None).unwrap();
+    let info: serde_json::Value = qga.execute("guest-info", &()).unwrap();
     let version = info["version"].as_str().expect("guest-info has version");
     assert!(version.starts_with(version_prefix), "{version}");
     assert!(info["supported_commands"].is_array());
-    let raw = qga.execute_raw("guest-info", None).unwrap().unwrap();
+    let raw = qga.execute_raw("guest-info", None).unwrap();
     assert!(raw.starts_with("{\""), "{raw}");
     assert!(raw.contains("\"version\":"), "compact JSON: {raw}");
 
     let t = qga.get_time().unwrap();
     assert!(t > 1_700_000_000_000_000_000, "{t}");
-    let raw = qga.execute_raw("guest-get-time", None).unwrap().unwrap();
+    let raw = qga.execute_raw("guest-get-time", None).unwrap();
     assert!(raw.parse::<i64>().unwrap() >= t, "{raw}");
 
     // An explicit sync mid-session, then more commands.
     qga.sync().unwrap();
     qga.ping().unwrap();
 
-    let err = qga.execute_raw("guest-nope", None).unwrap().unwrap_err();
-    assert_eq!(err.class, "CommandNotFound");
-    assert_eq!(err.desc, "The command guest-nope has not been found");
-    match qga.execute::<serde_json::Value>("guest-nope", None) {
-        Err(Error::Command(e)) => assert_eq!(e.class, "CommandNotFound"),
+    let err = qga.execute_raw("guest-nope", None).unwrap_err();
+    assert!(err.is_qmp());
+    let e = err.qmp().unwrap();
+    assert_eq!(e.class, "CommandNotFound");
+    assert_eq!(e.desc, "The command guest-nope has not been found");
+    assert_eq!(
+        err.to_string(),
+        "CommandNotFound: The command guest-nope has not been found"
+    );
+    match qga.execute::<serde_json::Value, _>("guest-nope", &()) {
+        Err(Error::Qmp(e)) => assert_eq!(e.class, "CommandNotFound"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        qga.execute_raw("guest-ping", Some("{\"a\":")),
-        Err(Error::InvalidArguments(_))
-    ));
+    let e = qga.execute_raw("guest-ping", Some("{\"a\":")).unwrap_err();
+    assert!(matches!(e, Error::Arguments(_)), "{e:?}");
+    assert_eq!(e.to_string(), "bad arguments: '{\"a\":' is not valid JSON");
+    // A value of the wrong shape.
+    let e = qga.execute::<String, _>("guest-get-time", &()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Decode { command, .. } if command == "guest-get-time"),
+        "{e:?}"
+    );
+    // No out-of-band commands for a guest agent.
+    let e = qga
+        .call(qmp_std::client::Call::new("guest-ping").oob())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot send 'guest-ping' with exec-oob: the guest agent has no out-of-band commands"
+    );
     // Arguments pass through.
     let r = qga
         .execute_raw("guest-sync", Some("{\"id\": 9223372036854775807}"))
-        .unwrap()
         .unwrap();
     assert_eq!(r, "9223372036854775807");
 }
@@ -137,10 +159,10 @@ fn against_qemu_ga() {
         BufReader::new(&old).read_until(b'\n', &mut line).unwrap();
         assert_eq!(line, b"{\"return\": {}, \"id\": \"old\"}\n");
     }
-    let mut qga = Qga::connect_unix(&sock, TIMEOUT).unwrap();
+    let mut qga = Qga::connect_unix(&sock, cfg()).unwrap();
     exercise(&mut qga, "");
     let version = qga
-        .execute::<serde_json::Value>("guest-info", None)
+        .execute::<serde_json::Value, _>("guest-info", &())
         .unwrap()["version"]
         .as_str()
         .unwrap()
@@ -165,15 +187,15 @@ fn against_our_agent_in_qga_mode() {
         }
     }
     let stopper = Stop(stop, dir);
-    let mut qga = Qga::connect_unix(&sock, TIMEOUT).unwrap();
+    let mut qga = Qga::connect_unix(&sock, cfg()).unwrap();
     exercise(&mut qga, env!("CARGO_PKG_VERSION"));
     // Any Read + Write works too (no read timeouts then).
-    let mut plain = Qga::new(UnixStream::connect(&sock).unwrap(), TIMEOUT);
+    let mut plain = Qga::new(UnixStream::connect(&sock).unwrap(), cfg());
     assert!(!plain.is_synced());
     plain.ping().unwrap();
     assert!(plain.is_synced());
     // And the Address-based constructor.
-    let mut any = Qga::connect(&Address::unix(&sock), TIMEOUT).unwrap();
+    let mut any = Qga::connect(&Address::unix(&sock), cfg()).unwrap();
     assert!(any.get_time().unwrap() > 1_700_000_000_000_000_000);
     drop((qga, plain, any));
     drop(stopper);
@@ -192,24 +214,39 @@ fn silent_peer_times_out_clearly() {
         let _ = std::io::copy(&mut s, &mut std::io::sink());
     });
     let start = std::time::Instant::now();
-    let err = Qga::connect_unix(&sock, Duration::from_millis(200)).unwrap_err();
+    let err = Qga::connect_unix(
+        &sock,
+        Config::new().sync_timeout(Duration::from_millis(600)),
+    )
+    .unwrap_err();
     assert!(
-        matches!(&err, Error::Timeout { waiting_for } if waiting_for == "sync"),
+        matches!(
+            &err,
+            Error::HandshakeTimeout { step: Handshake::Sync, after } if *after == Duration::from_millis(600)
+        ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "timed out waiting for the guest agent (sync)"
+        "no reply to the guest-agent sync within 0.6 s (is this a guest agent?)"
     );
-    // Three attempts of 200 ms each.
-    assert!(start.elapsed() >= Duration::from_millis(600));
+    // Three attempts of 200 ms each, and no more.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
     keep.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     // Nothing listening at all: the connect retries, then fails clearly.
     let err = Qga::connect_unix(
         Path::new("/nonexistent/qga.sock"),
-        Duration::from_millis(50),
+        Config::new().connect_timeout(Duration::from_millis(50)),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot connect to unix:/nonexistent/qga.sock: No such file or directory (os error 2)"
+    );
 }

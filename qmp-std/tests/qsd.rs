@@ -4,7 +4,7 @@
 //! Tests that need qemu-storage-daemon (or python `qemu.qmp`) print a
 //! `SKIP:` line and pass when it is missing, unless `QMP_REQUIRE_PEERS=1`.
 
-use qmp_std::client::{Client, Config, Error, FdTransport, Request};
+use qmp_std::client::{Call, Client, Config, Error, FdTransport};
 use qmp_std::Address;
 use serde::Deserialize;
 use std::io::{Read, Write};
@@ -164,7 +164,7 @@ fn qsd_session() {
 
     // Pipelined: several requests in flight, replies collected in any order.
     let pending: Vec<_> = (0..20)
-        .map(|_| c.send(Request::new("query-version")).unwrap())
+        .map(|_| c.send(Call::new("query-version")).unwrap())
         .collect();
     for p in pending.into_iter().rev() {
         let v: Version = c.wait_typed(p).unwrap();
@@ -240,10 +240,10 @@ fn qsd_session() {
     // command runs, and `getfd` is a clean QMP error. The end-to-end check
     // of the descriptor itself is `fd_passing_reaches_the_peer` below.
     let (r, _w) = rustix::pipe::pipe().unwrap();
-    let v = c.call(Request::new("query-version").fd(r.as_fd())).unwrap();
+    let v = c.call(Call::new("query-version").fd(r.as_fd())).unwrap();
     assert!(v.contains("\"major\": 10"), "{v}");
     match c.call(
-        Request::new("getfd")
+        Call::new("getfd")
             .args_json(r#"{"fdname":"pipe0"}"#)
             .fd(r.as_fd()),
     ) {
@@ -293,12 +293,12 @@ fn qsd_small_buffer_and_no_oob() {
     assert_eq!(v.qemu.major, 10);
     // exec-oob needs oob.
     assert!(matches!(
-        c.call(Request::new("query-version").oob()),
+        c.call(Call::new("query-version").oob()),
         Err(Error::Unsupported(_))
     ));
     // Without oob, pipelining is not limited to 8 in-band requests.
     let pending: Vec<_> = (0..50)
-        .map(|_| c.send(Request::new("query-version")).unwrap())
+        .map(|_| c.send(Call::new("query-version")).unwrap())
         .collect();
     for p in pending {
         c.wait(p).unwrap();
@@ -345,7 +345,7 @@ fn per_call_timeout_preempts_a_hung_peer() {
     let mut c = Client::connect_unix(&path, Config::new()).unwrap();
     let t0 = Instant::now();
     let e = c
-        .call(Request::new("query-status").timeout(Duration::from_millis(300)))
+        .call(Call::new("query-status").timeout(Duration::from_millis(300)))
         .unwrap_err();
     let took = t0.elapsed();
     match &e {
@@ -367,7 +367,7 @@ fn per_call_timeout_preempts_a_hung_peer() {
     let t0 = Instant::now();
     let mut c2 = c;
     let e = c2
-        .call(Request::new("query-name").timeout(Duration::from_millis(100)))
+        .call(Call::new("query-name").timeout(Duration::from_millis(100)))
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(1));
@@ -384,7 +384,7 @@ fn fd_transport_times_out_too() {
     assert!(c.oob_enabled());
     let t0 = Instant::now();
     let e = c
-        .call(Request::new("query-status").timeout(Duration::from_millis(200)))
+        .call(Call::new("query-status").timeout(Duration::from_millis(200)))
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     assert!(t0.elapsed() < Duration::from_secs(1));
@@ -481,7 +481,7 @@ fn fd_passing_reaches_the_peer() {
     std::fs::File::from(w).write_all(b"hello").unwrap();
     let got = c
         .call(
-            Request::new("getfd")
+            Call::new("getfd")
                 .args_json(r#"{"fdname":"p"}"#)
                 .fd(r.as_fd())
                 .timeout(Duration::from_secs(5)),
@@ -537,10 +537,10 @@ fn demo_agent_events_oob_and_tcp_fds() {
 
     // OOB overtakes a slow in-band command.
     let slow = c
-        .send(Request::new("x-sleep").args_json(r#"{"ms": 300}"#))
+        .send(Call::new("x-sleep").args_json(r#"{"ms": 300}"#))
         .unwrap();
     let fast = c
-        .send(Request::new("x-sleep").args_json(r#"{"ms": 1}"#).oob())
+        .send(Call::new("x-sleep").args_json(r#"{"ms": 1}"#).oob())
         .unwrap();
     c.wait(fast).unwrap();
     assert!(!c.is_ready(&slow));
@@ -550,7 +550,7 @@ fn demo_agent_events_oob_and_tcp_fds() {
     let (r, _w) = rustix::pipe::pipe().unwrap();
     let e = c
         .call(
-            Request::new("getfd")
+            Call::new("getfd")
                 .args_json(r#"{"fdname":"x"}"#)
                 .fd(r.as_fd()),
         )

@@ -24,7 +24,36 @@ usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] exec COMMAND
   --unix PATH        Unix socket
   --tcp HOST:PORT    TCP address
   --qga              speak the guest-agent dialect (no greeting/negotiation)
-  --timeout SECS     give up waiting for a reply after SECS";
+  --timeout SECS     exec: give up after SECS in all (connect, handshake, reply)
+  --count N          events: stop after N events
+  --duration SECS    events: stop after SECS in all (connect and handshake too)
+
+Timeouts and bounds (defaults):
+  connect timeout    10 s to connect and complete the handshake (the QMP
+                     greeting and qmp_capabilities, or the guest-agent sync);
+                     exec --timeout and events --duration shorten it; a
+                     missing socket fails at once (no retry)
+  sync timeout       5 s for the guest-agent sync (--qga: 0xFF and
+                     guest-sync-delimited, up to 3 attempts with fresh ids),
+                     within the connect timeout
+  call timeout       QMP: none (a reply may take as long as its command);
+                     --qga: 10 s; exec --timeout: what is left of SECS
+  max message size   16 MiB per message received: a larger reply fails its
+                     command and the session goes on
+  event queue        1024 events (events, shell): beyond, the oldest is
+                     dropped and counted
+  pipeline           8 in-band requests in flight while oob is enabled
+                     (QEMU's queue)
+  agent              requests and replies up to 1 MiB each; 8 queued
+                     in-band requests per session (QEMU's backpressure)
+
+Replies and errors that belong to no command, and input that is not JSON,
+are printed as warnings on stderr when they arrive.";
+
+/// The connect timeout of the client subcommands (connect and handshake).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The call timeout of the guest-agent subcommands (`--qga`).
+pub const QGA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how a client subcommand connects.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +288,38 @@ mod tests {
             p("--unix /s --qga shell"),
             Ok(Command::Shell { target }) if target.qga
         ));
+    }
+
+    /// `--help` states the defaults the code uses.
+    #[test]
+    fn usage_states_the_defaults() {
+        let bounds = USAGE
+            .split_once("Timeouts and bounds (defaults):")
+            .unwrap()
+            .1;
+        let lines: Vec<&str> = bounds.lines().collect();
+        let row = |name: &str| {
+            lines
+                .iter()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} row"))
+                .to_string()
+        };
+        let secs = |d: Duration| format!("{} s", d.as_secs());
+        assert!(row("connect timeout").contains(&secs(CONNECT_TIMEOUT)));
+        assert!(row("sync timeout").contains(&secs(qmp_std::client::DEFAULT_SYNC_TIMEOUT)));
+        assert!(USAGE.contains(&format!("--qga: {}", secs(QGA_CALL_TIMEOUT))));
+        assert_eq!(qmp_std::client::DEFAULT_MAX_MESSAGE, 16 << 20);
+        assert!(row("max message size").contains("16 MiB"));
+        assert!(row("event queue")
+            .contains(&format!("{} events", qmp_std::client::DEFAULT_EVENT_QUEUE)));
+        assert!(row("pipeline").contains(&format!(
+            "{} in-band",
+            qmp_core::client::ClientConfig::new().max_in_band()
+        )));
+        assert_eq!(qmp_std::agent::DEFAULT_FRAMER_SIZE, 1 << 20);
+        assert_eq!(qmp_std::agent::DEFAULT_OUT_SIZE, 1 << 20);
+        assert!(row("agent").contains("1 MiB each"));
     }
 
     #[test]

@@ -5,89 +5,56 @@
 //! * 0: success;
 //! * 1: the server answered with a QMP error (`CLASS: DESC` on stderr);
 //! * 2: connection, timeout or protocol failure (one line on stderr).
+//!
+//! QMP and the guest agent (`--qga`) go through the same calls and the same
+//! errors ([`qmp_std::Error`]); messages that belong to no call are warned
+//! about on stderr as they arrive.
 
-use crate::cli::Target;
-use qmp_std::client::{self, Client, Config, Error};
+use crate::cli::{Target, CONNECT_TIMEOUT, QGA_CALL_TIMEOUT};
+use qmp_std::client::{self, Call, Client};
+use qmp_std::qga::Qga;
+use qmp_std::{Config, Error};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Connect + greeting + negotiation budget when `--timeout` is not given.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A QMP error reply: `(class, desc)`.
-type QmpErr = (String, String);
-
-/// What `exec` and `shell` need from a session: QMP over [`Client`], or the
-/// guest agent (`--qga`, see [`connect_qga`]).
-trait Session {
-    /// Runs one command: `Ok(Ok(return JSON text))`, `Ok(Err(QMP error))`,
-    /// or `Err` for a failure of the connection (one line).
-    fn run(
-        &mut self,
-        name: &str,
-        args: Option<&str>,
-        oob: bool,
-    ) -> Result<Result<String, QmpErr>, SessionError>;
-    /// Reads the connection for up to `t`, queueing events.
-    fn poll(&mut self, t: Duration) -> Result<(), SessionError>;
-    /// Events received so far, as compact JSON lines, and warnings about
-    /// messages that belonged to nobody.
-    fn take_events(&mut self) -> (Vec<String>, Vec<String>);
+/// A connected session: QMP, or the guest agent.
+enum Peer {
+    Qmp(Box<Client>),
+    Qga(Box<Qga>),
 }
 
-/// A failure of the session; `closed` when the peer closed the connection.
-struct SessionError {
-    msg: String,
-    closed: bool,
-}
-
-impl From<Error> for SessionError {
-    fn from(e: Error) -> Self {
-        SessionError {
-            closed: matches!(e, Error::Disconnected { .. } | Error::Closed),
-            msg: e.to_string(),
-        }
-    }
-}
-
-impl Session for Client {
-    fn run(
-        &mut self,
-        name: &str,
-        args: Option<&str>,
-        oob: bool,
-    ) -> Result<Result<String, QmpErr>, SessionError> {
-        let mut req = client::Request::new(name);
-        if let Some(a) = args {
-            req = req.args_json(a);
-        }
-        if oob {
-            req = req.oob();
-        }
-        match self.call(req) {
-            Ok(v) => Ok(Ok(v)),
-            Err(Error::Qmp(e)) => Ok(Err((e.class, e.desc))),
-            Err(e) => Err(e.into()),
+impl Peer {
+    /// Runs one call.
+    fn call(&mut self, call: Call<'_>) -> Result<String, Error> {
+        match self {
+            Peer::Qmp(c) => c.call(call),
+            Peer::Qga(q) => q.call(call),
         }
     }
 
-    fn poll(&mut self, t: Duration) -> Result<(), SessionError> {
-        Client::poll(self, t).map_err(Into::into)
+    /// Reads the connection for up to `t`, queueing events (the guest agent
+    /// sends none: it waits).
+    fn poll(&mut self, t: Duration) -> Result<(), Error> {
+        match self {
+            Peer::Qmp(c) => c.poll(t),
+            Peer::Qga(_) => {
+                std::thread::sleep(t);
+                Ok(())
+            }
+        }
     }
 
-    fn take_events(&mut self) -> (Vec<String>, Vec<String>) {
+    /// Events received so far, as compact JSON lines.
+    fn take_events(&mut self) -> Vec<String> {
         let mut events = Vec::new();
-        while let Ok(Some(e)) = self.next_event(Some(Duration::ZERO)) {
-            events.push(event_line(&e));
+        if let Peer::Qmp(c) = self {
+            while let Ok(Some(e)) = c.next_event(Some(Duration::ZERO)) {
+                events.push(event_line(&e));
+            }
         }
-        let notes = self
-            .take_notices()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        (events, notes)
+        events
     }
 }
 
@@ -107,64 +74,25 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn connect(target: &Target) -> Result<Client, Error> {
-    let cfg = Config::new()
+/// The settings of every client subcommand: the connect time, warnings
+/// printed as they arrive (`prefix`).
+fn config(connect: Duration, prefix: &'static str) -> Config {
+    Config::new()
         .retry_connect(false)
-        .connect_timeout(target.timeout.unwrap_or(CONNECT_TIMEOUT))
-        .timeout(target.timeout);
-    Client::connect(&target.address, cfg)
+        .connect_timeout(connect)
+        .on_notice(move |n| eprintln!("{prefix}{n}"))
 }
 
-fn open(target: &Target) -> Result<Box<dyn Session>, ExitCode> {
+/// Connects and runs the handshake (QMP greeting and negotiation, or the
+/// guest-agent sync) within `connect`.
+fn open(target: &Target, connect: Duration, prefix: &'static str) -> Result<Peer, Error> {
+    let cfg = config(connect, prefix);
     if target.qga {
-        return connect_qga(target).map_err(fail);
+        let cfg = cfg.timeout(Some(QGA_CALL_TIMEOUT));
+        Qga::connect(&target.address, cfg).map(|q| Peer::Qga(Box::new(q)))
+    } else {
+        Client::connect(&target.address, cfg).map(|c| Peer::Qmp(Box::new(c)))
     }
-    match connect(target) {
-        Ok(c) => Ok(Box::new(c)),
-        Err(e) => Err(fail(e)),
-    }
-}
-
-/// The `--qga` session, over `qmp_std::qga` (connects, then syncs).
-fn connect_qga(target: &Target) -> Result<Box<dyn Session>, String> {
-    use qmp_std::qga::{Qga, Stream};
-
-    struct QgaSession(Qga<Stream>);
-
-    impl Session for QgaSession {
-        fn run(
-            &mut self,
-            name: &str,
-            args: Option<&str>,
-            oob: bool,
-        ) -> Result<Result<String, QmpErr>, SessionError> {
-            if oob {
-                return Err(SessionError {
-                    msg: "the guest agent has no exec-oob".into(),
-                    closed: false,
-                });
-            }
-            match self.0.execute_raw(name, args) {
-                Ok(Ok(v)) => Ok(Ok(v)),
-                Ok(Err(e)) => Ok(Err((e.class.to_string(), e.desc.to_string()))),
-                Err(e) => Err(SessionError {
-                    msg: e.to_string(),
-                    closed: false,
-                }),
-            }
-        }
-        fn poll(&mut self, t: Duration) -> Result<(), SessionError> {
-            std::thread::sleep(t);
-            Ok(())
-        }
-        fn take_events(&mut self) -> (Vec<String>, Vec<String>) {
-            (Vec::new(), Vec::new())
-        }
-    }
-
-    let timeout = target.timeout.unwrap_or(CONNECT_TIMEOUT);
-    let qga = Qga::connect(&target.address, timeout).map_err(|e| e.to_string())?;
-    Ok(Box::new(QgaSession(qga)))
 }
 
 /// Writes a line to stdout; `Err` when stdout is gone.
@@ -182,38 +110,57 @@ fn compact(text: &str) -> String {
 
 /// `qmp ... exec COMMAND [ARGS_JSON]`: runs one command and prints its
 /// result. `args` is already checked to be one JSON object (its text).
+/// `--timeout` bounds the whole run: connecting, the handshake and the
+/// command.
 pub fn exec(target: &Target, command: &str, args: Option<&str>) -> ExitCode {
-    let mut s = match open(target) {
-        Ok(s) => s,
-        Err(code) => return code,
+    let start = Instant::now();
+    let mut peer = match open(
+        target,
+        target.timeout.unwrap_or(CONNECT_TIMEOUT),
+        "qmp: warning: ",
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
     };
-    let result = s.run(command, args, false);
-    let (_, notes) = s.take_events();
-    for n in notes {
-        eprintln!("qmp: warning: {n}");
+    let mut call = Call::new(command);
+    if let Some(a) = args {
+        call = call.args_json(a);
     }
-    match result {
-        Ok(Ok(v)) => match out_line(&compact(&v)) {
+    if let Some(t) = target.timeout {
+        let left = t.saturating_sub(start.elapsed());
+        call = call.timeout(left.max(Duration::from_millis(1)));
+    }
+    match peer.call(call) {
+        Ok(v) => match out_line(&compact(&v)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format_args!("cannot write the result: {e}")),
         },
-        Ok(Err((class, desc))) => {
-            eprintln!("{class}: {desc}");
+        Err(Error::Qmp(e)) => {
+            eprintln!("{e}");
             ExitCode::from(1)
         }
-        Err(e) => fail(e.msg),
+        // The time allowed is the whole run's.
+        Err(Error::Timeout { command, .. }) if target.timeout.is_some() => fail(Error::Timeout {
+            command,
+            after: target.timeout.unwrap_or_default(),
+        }),
+        Err(e) => fail(e),
     }
 }
 
 /// `qmp ... events [--count N] [--duration SECS]`: prints events as they
 /// arrive, until `count` events or `duration` elapsed (or forever).
+/// `--duration` bounds the whole run, connecting and the handshake
+/// included.
 pub fn events(target: &Target, count: Option<u64>, duration: Option<Duration>) -> ExitCode {
-    let mut client = match connect(target) {
+    let deadline = duration.map(|d| Instant::now() + d);
+    let connect = duration.map_or(CONNECT_TIMEOUT, |d| d.min(CONNECT_TIMEOUT));
+    let mut client = match Client::connect(&target.address, config(connect, "qmp: warning: ")) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let deadline = duration.map(|d| Instant::now() + d);
     let mut seen = 0u64;
+    let mut dropped = 0;
     loop {
         if count.is_some_and(|n| seen >= n) {
             return ExitCode::SUCCESS;
@@ -231,11 +178,9 @@ pub fn events(target: &Target, count: Option<u64>, duration: Option<Duration>) -
                     }
                     return fail(format_args!("cannot write to stdout: {e}"));
                 }
-                if client.dropped_events() > 0 {
-                    eprintln!(
-                        "qmp: warning: {} events were dropped",
-                        client.dropped_events()
-                    );
+                if client.dropped_events() > dropped {
+                    dropped = client.dropped_events();
+                    eprintln!("qmp: warning: {dropped} events were dropped");
                 }
             }
             Ok(None) => {}
@@ -244,9 +189,6 @@ pub fn events(target: &Target, count: Option<u64>, duration: Option<Duration>) -
                 return ExitCode::SUCCESS;
             }
             Err(e) => return fail(format_args!("{e} (after {seen} events)")),
-        }
-        for n in client.take_notices() {
-            eprintln!("qmp: warning: {n}");
         }
     }
 }
@@ -409,9 +351,9 @@ fn pretty(text: &str) -> String {
 /// terminal and some command got a QMP error or did not parse; 2 when the
 /// connection fails (or the peer closes it other than after `quit`).
 pub fn shell(target: &Target) -> ExitCode {
-    let mut s = match open(target) {
+    let mut s = match open(target, CONNECT_TIMEOUT, "warning: ") {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => return fail(e),
     };
     let interactive = io::stdin().is_terminal();
     let (tx, rx) = mpsc::channel::<Option<String>>();
@@ -436,13 +378,9 @@ pub fn shell(target: &Target) -> ExitCode {
     let mut failed = false;
     let mut last_quit = false;
     let mut prompt = true;
-    let show = |s: &mut Box<dyn Session>| {
-        let (events, notes) = s.take_events();
-        for e in events {
+    let show = |s: &mut Peer| {
+        for e in s.take_events() {
             let _ = out_line(&format!("event: {e}"));
-        }
-        for n in notes {
-            eprintln!("warning: {n}");
         }
     };
     loop {
@@ -459,16 +397,13 @@ pub fn shell(target: &Target) -> ExitCode {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let polled = s.poll(Duration::from_millis(40));
-            let (events, notes) = s.take_events();
-            if !events.is_empty() || !notes.is_empty() {
+            let events = s.take_events();
+            if !events.is_empty() {
                 if interactive {
                     println!();
                 }
                 for e in events {
                     let _ = out_line(&format!("event: {e}"));
-                }
-                for n in notes {
-                    eprintln!("warning: {n}");
                 }
                 prompt = true;
             }
@@ -519,22 +454,27 @@ pub fn shell(target: &Target) -> ExitCode {
             Ok(Line::Run { name, args, oob }) => {
                 history.push(text);
                 last_quit = name == "quit";
-                let r = s.run(&name, args.as_deref(), oob);
+                let mut call = Call::new(&name);
+                if let Some(a) = &args {
+                    call = call.args_json(a);
+                }
+                if oob {
+                    call = call.oob();
+                }
+                let r = s.call(call);
                 show(&mut s);
                 match r {
-                    Ok(Ok(v)) => {
+                    Ok(v) => {
                         if out_line(&pretty(&v)).is_err() {
                             return ExitCode::SUCCESS;
                         }
                     }
-                    Ok(Err((class, desc))) => {
-                        failed = true;
-                        eprintln!("error: {class}: {desc}");
+                    Err(e) if e.is_closed() => {
+                        return closed(&e, last_quit, failed && !interactive)
                     }
-                    Err(e) if e.closed => return closed(&e, last_quit, failed && !interactive),
                     Err(e) => {
                         failed = true;
-                        eprintln!("error: {}", e.msg);
+                        eprintln!("error: {e}");
                     }
                 }
             }
@@ -553,12 +493,12 @@ pub fn shell(target: &Target) -> ExitCode {
 
 /// The peer closed the connection: the normal end after `quit` (exit as at
 /// end of input), a failure otherwise.
-fn closed(e: &SessionError, after_quit: bool, failed: bool) -> ExitCode {
+fn closed(e: &Error, after_quit: bool, failed: bool) -> ExitCode {
     if after_quit {
         eprintln!("connection closed after quit");
         ExitCode::from(u8::from(failed))
     } else {
-        fail(&e.msg)
+        fail(e)
     }
 }
 

@@ -4,7 +4,7 @@
 //! side sent (→ client to server, ← server to client) with a decoded line
 //! after each step.
 
-use qmp_std::client::{self, Client, Config, Request, Transport};
+use qmp_std::client::{self, Call, Client, Config, Transport};
 use qmp_std::Address;
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
@@ -180,14 +180,14 @@ fn session(path: &std::path::Path) -> Result<(), client::Error> {
 
     step("an unknown command: a QMP error, the session goes on");
     match c.execute_raw("nope", None) {
-        Err(client::Error::Qmp(e)) => note(format_args!("error {}: {}", e.class, e.desc)),
+        Err(qmp_std::Error::Qmp(e)) => note(format_args!("error {}: {}", e.class, e.desc)),
         other => note(format_args!("unexpected: {other:?}")),
     }
 
     step("OOB: x-sleep 300 ms in-band, then x-sleep 1 ms with exec-oob");
     let t0 = Instant::now();
-    let slow = c.send(Request::new("x-sleep").args_json(r#"{"ms": 300}"#))?;
-    let fast = c.send(Request::new("x-sleep").args_json(r#"{"ms": 1}"#).oob())?;
+    let slow = c.send(Call::new("x-sleep").args_json(r#"{"ms": 300}"#))?;
+    let fast = c.send(Call::new("x-sleep").args_json(r#"{"ms": 1}"#).oob())?;
     c.wait(fast)?;
     note(format_args!(
         "the exec-oob reply arrived first, after {} ms; the in-band one is still pending: {}",

@@ -1,0 +1,245 @@
+//! What the clients run over: the [`Transport`] trait (a byte stream whose
+//! reads and writes can time out), its implementations for Unix and TCP
+//! sockets and, through [`FdTransport`], any file descriptor (a pty, a
+//! serial port, a virtio-serial port opened as a file); and connecting with
+//! retries within a deadline.
+
+use crate::addr::{Address, Stream};
+use crate::{Config, Error};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// A byte stream the client can run over.
+///
+/// `set_read_timeout` must make a blocked `read` return
+/// [`io::ErrorKind::WouldBlock`] or [`io::ErrorKind::TimedOut`] after the
+/// given time: that is how per-call timeouts pre-empt a hung peer.
+pub trait Transport: Read + Write {
+    /// Limits how long one `read` blocks (`None`: forever).
+    ///
+    /// # Errors
+    /// The transport's error.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Limits how long one `write` blocks (`None`: forever).
+    ///
+    /// # Errors
+    /// The transport's error.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// Whether [`Transport::send_with_fds`] works (Unix sockets).
+    fn supports_fds(&self) -> bool {
+        false
+    }
+
+    /// Sends `bytes` with `fds` attached; returns the bytes sent (the rest
+    /// goes out with `write`).
+    ///
+    /// # Errors
+    /// `Unsupported` unless the transport is a Unix socket.
+    fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        let _ = (bytes, fds);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "file descriptor passing needs a Unix socket",
+        ))
+    }
+}
+
+impl Transport for UnixStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+    fn supports_fds(&self) -> bool {
+        true
+    }
+    fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        crate::fd::send_with_fds(&*self, bytes, fds)
+    }
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+}
+
+impl Transport for Stream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => UnixStream::set_read_timeout(s, timeout),
+            Stream::Tcp(s) => TcpStream::set_read_timeout(s, timeout),
+        }
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => UnixStream::set_write_timeout(s, timeout),
+            Stream::Tcp(s) => TcpStream::set_write_timeout(s, timeout),
+        }
+    }
+    fn supports_fds(&self) -> bool {
+        matches!(self, Stream::Unix(_))
+    }
+    fn send_with_fds(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => crate::fd::send_with_fds(&*s, bytes, fds),
+            Stream::Tcp(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "file descriptor passing needs a Unix socket",
+            )),
+        }
+    }
+}
+
+/// Any readable, writable file descriptor (a pty, a serial port, a pipe
+/// pair's fd…) with timeouts implemented by `poll(2)`.
+#[derive(Debug)]
+pub struct FdTransport<T> {
+    inner: T,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl<T> FdTransport<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        FdTransport {
+            inner,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// Gives `inner` back.
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+fn wait_fd(
+    fd: BorrowedFd<'_>,
+    flags: rustix::event::PollFlags,
+    t: Option<Duration>,
+) -> io::Result<()> {
+    let Some(t) = t else { return Ok(()) };
+    let ts = rustix::event::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: t.subsec_nanos().into(),
+    };
+    loop {
+        let mut fds = [rustix::event::PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl<T: Read + AsFd> Read for FdTransport<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        wait_fd(
+            self.inner.as_fd(),
+            rustix::event::PollFlags::IN,
+            self.read_timeout,
+        )?;
+        self.inner.read(buf)
+    }
+}
+
+impl<T: Write + AsFd> Write for FdTransport<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        wait_fd(
+            self.inner.as_fd(),
+            rustix::event::PollFlags::OUT,
+            self.write_timeout,
+        )?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Read + Write + AsFd> Transport for FdTransport<T> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = timeout;
+        Ok(())
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.write_timeout = timeout;
+        Ok(())
+    }
+}
+
+fn is_retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Connects to `address` and runs `handshake` on the stream, all within
+/// [`Config::connect_timeout`].
+pub(crate) fn open<C>(
+    address: &Address,
+    cfg: Config,
+    handshake: impl FnOnce(Stream, Config, Instant) -> Result<C, Error>,
+) -> Result<C, Error> {
+    let deadline = Instant::now() + cfg.connect_timeout;
+    let stream = connect(address, &cfg, deadline)?;
+    handshake(stream, cfg, deadline)
+}
+
+/// Connects to `address` by the deadline, retrying while the socket is
+/// missing or refuses (QEMU creates the socket file before it listens)
+/// when [`Config::retry_connect`] says so.
+fn connect(address: &Address, cfg: &Config, deadline: Instant) -> Result<Stream, Error> {
+    let name = address.to_string();
+    let retry = |attempt: &mut dyn FnMut(Duration) -> io::Result<Stream>| {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match attempt(left.max(Duration::from_millis(1))) {
+                Ok(s) => return Ok(s),
+                Err(e) if cfg.retry_connect && is_retryable(&e) && !left.is_zero() => {
+                    std::thread::sleep(backoff.min(left));
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+                Err(source) => {
+                    return Err(Error::Connect {
+                        address: name.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    match address {
+        Address::Unix(path) => retry(&mut |_| UnixStream::connect(path).map(Stream::Unix)),
+        Address::Tcp(host_port) => {
+            let addr = crate::agent::resolve(host_port).map_err(|source| Error::Connect {
+                address: name.clone(),
+                source,
+            })?;
+            let s = retry(&mut |left| TcpStream::connect_timeout(&addr, left).map(Stream::Tcp))?;
+            if let Stream::Tcp(t) = &s {
+                let _ = t.set_nodelay(true);
+            }
+            Ok(s)
+        }
+    }
+}
