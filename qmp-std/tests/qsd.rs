@@ -400,8 +400,36 @@ fn handshake_times_out_without_greeting() {
         Config::new().connect_timeout(Duration::from_millis(300)),
     )
     .unwrap_err();
-    assert!(matches!(e, Error::HandshakeTimeout { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::HandshakeTimeout {
+                step: qmp_std::Handshake::Greeting,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "no QMP greeting within 0.3 s (is this a QMP monitor?)"
+    );
     assert!(t0.elapsed() < Duration::from_millis(1500));
+
+    // A greeting, then silence: the negotiation is what timed out.
+    let path = dir.path("greets.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(GREETING).unwrap();
+        let _ = std::io::copy(&mut s, &mut std::io::sink());
+    });
+    let e = Client::connect_unix(
+        &path,
+        Config::new().connect_timeout(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "no reply to qmp_capabilities within 0.3 s");
 }
 
 #[test]

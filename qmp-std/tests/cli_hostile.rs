@@ -1,0 +1,660 @@
+//! The `qmp` CLI against hostile or wrong peers, over real sockets: each
+//! run ends exactly once, with one line naming the cause, within a bounded
+//! time; warnings about messages that belong to nobody print when they
+//! arrive. Fake peers are written here; the real ones (`qemu-ga`,
+//! `qemu-storage-daemon`) are skipped when missing unless
+//! `QMP_REQUIRE_PEERS=1`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const QMP: &str = env!("CARGO_BIN_EXE_qmp");
+
+const GREETING: &[u8] =
+    b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n";
+
+fn require_peers() -> bool {
+    std::env::var("QMP_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+fn installed(program: &str) -> bool {
+    let ok = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !require_peers(),
+            "QMP_REQUIRE_PEERS=1 but {program} is missing"
+        );
+        println!("SKIP: {program} not installed");
+    }
+    ok
+}
+
+/// A fresh directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "qmp-hostile-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A peer on a fresh socket: accepts one connection and runs `script` on
+/// it (the connection is closed when `script` returns).
+fn peer(dir: &TempDir, script: impl FnOnce(UnixStream) + Send + 'static) -> PathBuf {
+    let path = dir.path("peer.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    thread::spawn(move || {
+        if let Ok((s, _)) = listener.accept() {
+            script(s);
+        }
+    });
+    path
+}
+
+/// Reads and throws away everything until the client closes.
+fn silent(mut s: UnixStream) {
+    let _ = std::io::copy(&mut s, &mut std::io::sink());
+}
+
+/// Reads until `needle` has been received; everything read.
+fn read_until(s: &mut UnixStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// Greets and answers `qmp_capabilities`, as QEMU does.
+fn negotiate(s: &mut UnixStream) {
+    s.write_all(GREETING).unwrap();
+    read_until(s, b"qmp_capabilities\"");
+    s.write_all(b"{\"return\": {}}\r\n").unwrap();
+}
+
+/// Answers a delimited sync the way qemu-ga does: its complaint about the
+/// 0xFF, then 0xFF and the id.
+fn sync_delimited(s: &mut UnixStream) {
+    let got = read_until(s, b"}}");
+    let text = String::from_utf8_lossy(&got);
+    let id: String = text
+        .split("\"id\":")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let mut reply = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n\xff".to_vec();
+    reply.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+    s.write_all(&reply).unwrap();
+}
+
+fn qmp(args: &[&str]) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let out = Command::new(QMP)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qmp");
+    (out, t0.elapsed())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sock(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Exit status 2, nothing on stdout, exactly `err` on stderr, within
+/// `[min, max)`.
+fn fails(out: &Output, took: Duration, err: &str, min: Duration, max: Duration) {
+    assert_eq!(text(&out.stderr), err);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(
+        took >= min && took < max,
+        "took {took:?}, not in [{min:?}, {max:?})"
+    );
+}
+
+const AT_ONCE: Duration = Duration::from_millis(1500);
+
+// ---------------------------------------------------------------------------
+// --qga
+
+#[test]
+fn qga_silent_peer_gives_up_after_the_sync_timeout() {
+    let dir = TempDir::new("qga-silent");
+    let path = peer(&dir, silent);
+    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
+    fails(
+        &out,
+        took,
+        "qmp: no reply to the guest-agent sync within 5 s (is this a guest agent?)\n",
+        Duration::from_secs(5),
+        Duration::from_secs(7),
+    );
+}
+
+#[test]
+fn qga_timeout_bounds_the_whole_call() {
+    // A silent peer: the sync gets what --timeout allows, not three rounds.
+    let dir = TempDir::new("qga-timeout");
+    let path = peer(&dir, silent);
+    let (out, took) = qmp(&[
+        "--unix",
+        sock(&path),
+        "--qga",
+        "--timeout",
+        "2",
+        "exec",
+        "guest-ping",
+    ]);
+    fails(
+        &out,
+        took,
+        "qmp: no reply to the guest-agent sync within 2 s (is this a guest agent?)\n",
+        Duration::from_secs(2),
+        Duration::from_millis(3000),
+    );
+
+    // A peer that syncs, then never answers: sync and command share it.
+    let dir = TempDir::new("qga-timeout-cmd");
+    let path = peer(&dir, |mut s| {
+        thread::sleep(Duration::from_millis(500));
+        sync_delimited(&mut s);
+        silent(s);
+    });
+    let (out, took) = qmp(&[
+        "--unix",
+        sock(&path),
+        "--qga",
+        "--timeout",
+        "2",
+        "exec",
+        "guest-ping",
+    ]);
+    fails(
+        &out,
+        took,
+        "qmp: timed out after 2 s waiting for the reply to 'guest-ping'\n",
+        Duration::from_secs(2),
+        Duration::from_millis(3000),
+    );
+}
+
+#[test]
+fn qga_sync_answered_with_an_error() {
+    // An error that names the sync command (what qemu-ga answers when it
+    // is disabled): at once.
+    let dir = TempDir::new("qga-disabled");
+    let path = peer(&dir, |mut s| {
+        read_until(&mut s, b"}}");
+        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-sync-delimited has been disabled\"}}\n").unwrap();
+        silent(s);
+    });
+    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
+    fails(
+        &out,
+        took,
+        "qmp: the guest agent refused the sync: CommandNotFound: Command guest-sync-delimited has been disabled\n",
+        Duration::ZERO,
+        AT_ONCE,
+    );
+
+    // Any other error to every attempt: it is the cause once the sync
+    // time is up.
+    let dir = TempDir::new("qga-error");
+    let path = peer(&dir, |mut s| {
+        for _ in 0..3 {
+            read_until(&mut s, b"}}");
+            if s.write_all(
+                b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no sync for you\"}}\n",
+            )
+            .is_err()
+            {
+                return;
+            }
+        }
+        silent(s);
+    });
+    let (out, took) = qmp(&[
+        "--unix",
+        sock(&path),
+        "--qga",
+        "--timeout",
+        "1.5",
+        "exec",
+        "guest-ping",
+    ]);
+    fails(
+        &out,
+        took,
+        "qmp: the guest agent refused the sync: GenericError: no sync for you\n",
+        Duration::from_millis(1500),
+        Duration::from_millis(2500),
+    );
+}
+
+#[test]
+fn qga_sync_refused_by_a_real_qemu_ga() {
+    if !installed("qemu-ga") {
+        return;
+    }
+    let dir = TempDir::new("qga-real");
+    let path = dir.path("qga.sock");
+    let _ga = Kill(
+        Command::new("qemu-ga")
+            .args(["-m", "unix-listen", "-p", sock(&path)])
+            .arg("-t")
+            .arg(dir.path(""))
+            .arg("-f")
+            .arg(dir.path("pid"))
+            .arg("-l")
+            .arg(dir.path("log"))
+            .args(["-b", "guest-sync-delimited"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn qemu-ga"),
+    );
+    let t0 = Instant::now();
+    while UnixStream::connect(&path).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "qemu-ga did not listen"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
+    fails(
+        &out,
+        took,
+        "qmp: the guest agent refused the sync: CommandNotFound: Command guest-sync-delimited has been disabled: the command is not allowed\n",
+        Duration::ZERO,
+        AT_ONCE,
+    );
+}
+
+const NOT_QGA: &str =
+    "qmp: protocol error: the peer sent a QMP greeting: this is a QMP monitor, not a guest agent\n";
+
+#[test]
+fn qga_pointed_at_a_qmp_monitor_fails_at_once() {
+    let dir = TempDir::new("qga-qmp");
+    let path = dir.path("demo.sock");
+    let server = qmp_std::demo::bind(&qmp_std::Address::unix(&path), false).unwrap();
+    let stop = server.stop_handle();
+    let run = server.spawn();
+    for args in [&["exec", "guest-ping"][..], &["shell"]] {
+        let (out, took) = qmp(&[&["--unix", sock(&path), "--qga"][..], args].concat());
+        fails(&out, took, NOT_QGA, Duration::ZERO, AT_ONCE);
+    }
+    stop.stop();
+    run.join().unwrap().unwrap();
+
+    if !installed("qemu-storage-daemon") {
+        return;
+    }
+    let path = dir.path("qsd.sock");
+    let _qsd = Kill(
+        Command::new("qemu-storage-daemon")
+            .args([
+                "--chardev",
+                &format!("socket,path={},server=on,wait=off,id=m0", path.display()),
+                "--monitor",
+                "chardev=m0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn qemu-storage-daemon"),
+    );
+    let t0 = Instant::now();
+    while UnixStream::connect(&path).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "qsd did not listen");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
+    fails(&out, took, NOT_QGA, Duration::ZERO, AT_ONCE);
+}
+
+// ---------------------------------------------------------------------------
+// QMP
+
+#[test]
+fn events_duration_bounds_the_greeting_wait() {
+    let dir = TempDir::new("events-silent");
+    let path = peer(&dir, silent);
+    let (out, took) = qmp(&["--unix", sock(&path), "events", "--duration", "1"]);
+    fails(
+        &out,
+        took,
+        "qmp: no QMP greeting within 1 s (is this a QMP monitor?)\n",
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    );
+}
+
+#[test]
+fn a_first_message_that_is_not_a_greeting_fails_at_once() {
+    for (first, err) in [
+        (
+            &b"{\"return\": {}}\r\n"[..],
+            "qmp: protocol error: expected the QMP greeting, got {\"return\": {}}\n",
+        ),
+        (
+            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}\r\n",
+            "qmp: protocol error: expected the QMP greeting, got an error reply (GenericError: nope)\n",
+        ),
+        (
+            b"[1, 2]\r\n",
+            "qmp: protocol error: expected the QMP greeting, got [1, 2]\n",
+        ),
+    ] {
+        for sub in ["exec", "events", "shell"] {
+            let dir = TempDir::new("first");
+            let path = peer(&dir, move |mut s| {
+                let _ = s.write_all(first);
+                silent(s);
+            });
+            let args: &[&str] = match sub {
+                "exec" => &["exec", "query-status"],
+                "events" => &["events"],
+                _ => &["shell"],
+            };
+            let (out, took) = qmp(&[&["--unix", sock(&path)][..], args].concat());
+            fails(&out, took, err, Duration::ZERO, AT_ONCE);
+        }
+    }
+    // Events before the greeting are fine.
+    let dir = TempDir::new("event-first");
+    let path = peer(&dir, |mut s| {
+        s.write_all(
+            b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"EARLY\"}\r\n",
+        )
+        .unwrap();
+        negotiate(&mut s);
+        read_until(&mut s, b"\"id\":1}");
+        s.write_all(b"{\"return\": {\"ok\": true}, \"id\": 1}\r\n")
+            .unwrap();
+        silent(s);
+    });
+    let (out, _) = qmp(&["--unix", sock(&path), "exec", "query-status"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout), text(&out.stderr)),
+        (Some(0), "{\"ok\":true}\n".into(), String::new())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Warnings as they happen
+
+/// Runs `qmp ARGS`, with `peer` scripted by the caller; `gate` is signalled
+/// when the stderr lines collected so far include every line of `warnings`
+/// (the peer waits for it before it answers). Returns the exit status,
+/// stdout, and stderr.
+fn warns_before_the_answer(
+    args: &[&str],
+    warnings: &[&'static str],
+    stdin: &[u8],
+    gate: mpsc::Sender<()>,
+) -> (Option<i32>, String, String) {
+    let mut child = Command::new(QMP)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let want: Vec<String> = warnings.iter().map(|w| (*w).to_owned()).collect();
+    let reader = thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut open = true;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            seen.push(line);
+            if open && want.iter().all(|w| seen.contains(w)) {
+                open = false;
+                let _ = gate.send(());
+            }
+        }
+        seen
+    });
+    let out = child.wait_with_output().unwrap();
+    let seen = reader.join().unwrap();
+    let mut err = seen.join("\n");
+    if !seen.is_empty() {
+        err.push('\n');
+    }
+    (out.status.code(), text(&out.stdout), err)
+}
+
+/// Waits for the test to see the warnings (10 s at most: a CLI that prints
+/// them only at exit fails the test with the reply it then gets late).
+fn gate_opens(gate: &mpsc::Receiver<()>) -> bool {
+    gate.recv_timeout(Duration::from_secs(10)).is_ok()
+}
+
+const UNMATCHED: &str =
+    "qmp: warning: reply with id 99 matches no pending call: {\"return\": 5, \"id\": 99}";
+const FRAMING: &str = "qmp: warning: bad input from the peer: JSON parse error, stray '%'";
+
+#[test]
+fn exec_warns_while_it_waits() {
+    let dir = TempDir::new("warn-exec");
+    let (tx, rx) = mpsc::channel();
+    let path = peer(&dir, move |mut s| {
+        negotiate(&mut s);
+        read_until(&mut s, b"\"id\":1}");
+        s.write_all(b"{\"return\": 5, \"id\": 99}\r\n%\r\n")
+            .unwrap();
+        let reply: &[u8] = if gate_opens(&rx) {
+            b"{\"return\": {\"status\": \"running\"}, \"id\": 1}\r\n"
+        } else {
+            b"{\"return\": \"warnings came late\", \"id\": 1}\r\n"
+        };
+        s.write_all(reply).unwrap();
+        silent(s);
+    });
+    let got = warns_before_the_answer(
+        &["--unix", sock(&path), "exec", "query-status"],
+        &[UNMATCHED, FRAMING],
+        b"",
+        tx,
+    );
+    assert_eq!(
+        got,
+        (
+            Some(0),
+            "{\"status\":\"running\"}\n".into(),
+            format!("{UNMATCHED}\n{FRAMING}\n")
+        )
+    );
+}
+
+#[test]
+fn qga_exec_warns_while_it_waits() {
+    const ORPHAN: &str = "qmp: warning: error reply without id: GenericError: stale";
+    const LATE: &str =
+        "qmp: warning: reply with id 77 matches no pending call: {\"return\": {}, \"id\": 77}";
+    let dir = TempDir::new("warn-qga");
+    let (tx, rx) = mpsc::channel();
+    let path = peer(&dir, move |mut s| {
+        sync_delimited(&mut s);
+        read_until(&mut s, b"\"id\":1}");
+        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"stale\"}}\n{\"return\": {}, \"id\": 77}\n")
+            .unwrap();
+        let reply: &[u8] = if gate_opens(&rx) {
+            b"{\"return\": {}, \"id\": 1}\n"
+        } else {
+            b"{\"return\": \"warnings came late\", \"id\": 1}\n"
+        };
+        s.write_all(reply).unwrap();
+        silent(s);
+    });
+    let got = warns_before_the_answer(
+        &["--unix", sock(&path), "--qga", "exec", "guest-ping"],
+        &[ORPHAN, LATE],
+        b"",
+        tx,
+    );
+    assert_eq!(got, (Some(0), "{}\n".into(), format!("{ORPHAN}\n{LATE}\n")));
+}
+
+#[test]
+fn shell_warns_while_it_waits() {
+    const SHELL_UNMATCHED: &str =
+        "warning: reply with id 99 matches no pending call: {\"return\": 5, \"id\": 99}";
+    let dir = TempDir::new("warn-shell");
+    let (tx, rx) = mpsc::channel();
+    let path = peer(&dir, move |mut s| {
+        negotiate(&mut s);
+        read_until(&mut s, b"\"id\":1}");
+        s.write_all(b"{\"return\": 5, \"id\": 99}\r\n").unwrap();
+        let reply: &[u8] = if gate_opens(&rx) {
+            b"{\"return\": {\"a\": 1}, \"id\": 1}\r\n"
+        } else {
+            b"{\"return\": \"warnings came late\", \"id\": 1}\r\n"
+        };
+        s.write_all(reply).unwrap();
+        silent(s);
+    });
+    let got = warns_before_the_answer(
+        &["--unix", sock(&path), "shell"],
+        &[SHELL_UNMATCHED],
+        b"query-status\n",
+        tx,
+    );
+    assert_eq!(
+        got,
+        (
+            Some(0),
+            "{\n  \"a\": 1\n}\n".into(),
+            format!("{SHELL_UNMATCHED}\n")
+        )
+    );
+}
+
+#[test]
+fn events_warns_between_events() {
+    let dir = TempDir::new("warn-events");
+    let (tx, rx) = mpsc::channel();
+    let path = peer(&dir, move |mut s| {
+        negotiate(&mut s);
+        s.write_all(b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"ONE\"}\r\n{\"return\": 5, \"id\": 99}\r\n")
+            .unwrap();
+        let name = if gate_opens(&rx) { "TWO" } else { "LATE" };
+        s.write_all(
+            format!("{{\"timestamp\": {{\"seconds\": 3, \"microseconds\": 4}}, \"event\": \"{name}\"}}\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        silent(s);
+    });
+    let got = warns_before_the_answer(
+        &["--unix", sock(&path), "events", "--count", "2"],
+        &[UNMATCHED],
+        b"",
+        tx,
+    );
+    assert_eq!(
+        got,
+        (
+            Some(0),
+            "{\"timestamp\":{\"seconds\":1,\"microseconds\":2},\"event\":\"ONE\"}\n\
+             {\"timestamp\":{\"seconds\":3,\"microseconds\":4},\"event\":\"TWO\"}\n"
+                .into(),
+            format!("{UNMATCHED}\n")
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------
+// --help
+
+#[test]
+fn help_documents_every_timeout_and_bound() {
+    let (out, _) = qmp(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    let bounds = help
+        .split_once("Timeouts and bounds (defaults):\n")
+        .expect("a section of bounds")
+        .1;
+    assert_eq!(
+        bounds,
+        "  connect timeout    10 s to connect and complete the handshake (the QMP
+                     greeting and qmp_capabilities, or the guest-agent sync);
+                     exec --timeout and events --duration shorten it; a
+                     missing socket fails at once (no retry)
+  sync timeout       5 s for the guest-agent sync (--qga: 0xFF and
+                     guest-sync-delimited, up to 3 attempts with fresh ids),
+                     within the connect timeout
+  call timeout       QMP: none (a reply may take as long as its command);
+                     --qga: 10 s; exec --timeout: what is left of SECS
+  max message size   16 MiB per message received: a larger reply fails its
+                     command and the session goes on
+  event queue        1024 events (events, shell): beyond, the oldest is
+                     dropped and counted
+  pipeline           8 in-band requests in flight while oob is enabled
+                     (QEMU's queue)
+  agent              requests and replies up to 1 MiB each; 8 queued
+                     in-band requests per session (QEMU's backpressure)
+
+Replies and errors that belong to no command, and input that is not JSON,
+are printed as warnings on stderr when they arrive.
+"
+    );
+    for option in ["--timeout SECS", "--count N", "--duration SECS"] {
+        assert!(
+            help.contains(&format!("  {option}")),
+            "{option} undocumented"
+        );
+    }
+}
