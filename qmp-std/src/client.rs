@@ -237,6 +237,7 @@ impl<T: Transport> Client<T> {
                 match s {
                     Setup::Greeting(g) => greeting = Some(g),
                     Setup::Negotiated => {
+                        link.inbox.set_up = true;
                         link.set_write_timeout(None)?;
                         return Ok(Client {
                             link,

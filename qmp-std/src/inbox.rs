@@ -99,6 +99,8 @@ pub enum Notice {
     OrphanError(QmpError),
     /// A JSON value that is not a message of the protocol.
     Unknown(String),
+    /// QMP: a greeting after the session was set up (its `QMP` member).
+    Greeting(String),
     /// Bytes that do not frame as JSON (the session continues), or a
     /// message over the size limit that no call was waiting for.
     Framing(String),
@@ -109,6 +111,7 @@ impl Notice {
     pub(crate) fn what(&self) -> String {
         match self {
             Notice::Unmatched { message, .. } | Notice::Unknown(message) => message.clone(),
+            Notice::Greeting(json) => format!("{{\"QMP\": {json}}}"),
             Notice::OrphanError(e) => format!("an error reply ({e})"),
             Notice::Framing(e) => format!("bytes that are not JSON ({e})"),
         }
@@ -129,6 +132,7 @@ impl fmt::Display for Notice {
             }
             Notice::OrphanError(e) => write!(f, "error reply without id: {e}"),
             Notice::Unknown(m) => write!(f, "not a QMP message: {m}"),
+            Notice::Greeting(m) => write!(f, "a QMP greeting again: {{\"QMP\": {m}}}"),
             Notice::Framing(e) => write!(f, "bad input from the peer: {e}"),
         }
     }
@@ -268,6 +272,8 @@ pub(crate) struct Inbox {
     pub(crate) setup: VecDeque<Setup>,
     /// QMP before the greeting: notices are [`Setup::Stray`].
     pub(crate) expect_greeting: bool,
+    /// QMP after the handshake: a greeting again is a notice.
+    pub(crate) set_up: bool,
     events: VecDeque<Event>,
     events_dropped: u64,
     event_queue: usize,
@@ -286,6 +292,7 @@ impl Inbox {
             done: HashMap::new(),
             setup: VecDeque::new(),
             expect_greeting: false,
+            set_up: false,
             events: VecDeque::new(),
             events_dropped: 0,
             event_queue: cfg.event_queue,
@@ -301,6 +308,10 @@ impl Inbox {
     /// Files one happening.
     pub(crate) fn file(&mut self, h: Happened) {
         match h {
+            Happened::Setup(Setup::Greeting(g)) if self.set_up => {
+                self.notice(Notice::Greeting(g.json));
+            }
+            Happened::Setup(_) if self.set_up => {}
             Happened::Setup(s) => {
                 if matches!(s, Setup::Greeting(_)) {
                     self.expect_greeting = false;
