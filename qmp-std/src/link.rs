@@ -1,6 +1,7 @@
 //! The blocking client driver shared by the QMP client and the guest-agent
 //! client: qmp-core's [`Pump`] between a [`Transport`] and a client session
-//! (a [`Dialect`]), with what only std adds — blocking reads that time out
+//! (qmp-core's [`ClientSession`]: the QMP client or the guest-agent
+//! client), with what only std adds — blocking reads that time out
 //! at the session's next deadline, write timeouts, file descriptors on a
 //! command's own write — and the calls built on it (send, wait, call).
 //!
@@ -12,9 +13,10 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::inbox::{own, Inbox};
 use crate::transport::Transport;
-use qmp_core::client::{ClientEvent, ExecuteError, ExecuteOptions, Token};
+use qmp_core::client::{ExecuteError, ExecuteOptions, Token};
+use qmp_core::drive::ClientSession;
 use qmp_core::json::{JsonKind, RawJson};
-use qmp_core::pump::{Pump, Session};
+use qmp_core::pump::Pump;
 use qmp_core::scan::{validate, FramerConfig};
 use qmp_core::{Instant as Clock, InsufficientSize};
 use serde::de::DeserializeOwned;
@@ -26,58 +28,6 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 << 10;
 /// The transmit buffer to start with (grown for larger commands).
 const TX_START: usize = 512;
-
-/// What the driver needs of a client session besides the pump's
-/// [`Session`]: the QMP [`qmp_core::client::Client`] and the
-/// [`qmp_core::qga::QgaClient`].
-pub(crate) trait Dialect: Session {
-    /// Writes a command into `out` and registers it.
-    fn execute_raw(
-        &mut self,
-        now: Clock,
-        name: &str,
-        arguments: Option<RawJson<'_>>,
-        options: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError>;
-    /// The next event.
-    fn poll_event(&mut self) -> Option<ClientEvent<'_>>;
-    /// Whether the session has ended.
-    fn is_closed(&self) -> bool;
-}
-
-/// The two client sessions have the same command surface.
-macro_rules! dialect {
-    ($session:ty, $closed:expr) => {
-        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Dialect for $session {
-            fn execute_raw(
-                &mut self,
-                now: Clock,
-                name: &str,
-                arguments: Option<RawJson<'_>>,
-                options: ExecuteOptions,
-                out: &mut [u8],
-            ) -> Result<(Token, usize), ExecuteError> {
-                <$session>::execute_raw(self, now, name, arguments, options, out)
-            }
-            fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
-                <$session>::poll_event(self)
-            }
-            fn is_closed(&self) -> bool {
-                self.state() == $closed
-            }
-        }
-    };
-}
-
-dialect!(
-    qmp_core::client::Client<B, N>,
-    qmp_core::client::State::Closed
-);
-dialect!(
-    qmp_core::qga::QgaClient<B, N>,
-    qmp_core::qga::QgaState::Closed
-);
 
 /// Why [`Link::submit`] did not send a command.
 enum Refused {
@@ -100,9 +50,11 @@ pub(crate) struct Link<T, S> {
     write_timeout: Option<Option<Duration>>,
     /// The transport failed.
     broken: bool,
+    /// The pump delivered end of stream: the session is over.
+    ended: bool,
 }
 
-impl<T: Transport, S: Dialect> Link<T, S> {
+impl<T: Transport, S: ClientSession> Link<T, S> {
     pub(crate) fn new(io: T, session: S, cfg: Config) -> Self {
         Link {
             io,
@@ -114,6 +66,7 @@ impl<T: Transport, S: Dialect> Link<T, S> {
             read_timeout: None,
             write_timeout: None,
             broken: false,
+            ended: false,
         }
     }
 
@@ -130,7 +83,7 @@ impl<T: Transport, S: Dialect> Link<T, S> {
 
     /// Whether the connection is over (closed by the peer or broken).
     pub(crate) fn is_closed(&self) -> bool {
-        self.broken || self.session.is_closed()
+        self.broken || self.ended
     }
 
     /// Whether nothing more will be reported: closed, and every event
@@ -179,6 +132,7 @@ impl<T: Transport, S: Dialect> Link<T, S> {
     pub(crate) fn turn(&mut self, until: Option<Instant>) -> Result<(), Error> {
         let now = self.now();
         let wants = self.pump.step(&mut self.session, now);
+        self.ended |= wants.closed;
         if wants.app {
             self.file_events();
             return Ok(());
