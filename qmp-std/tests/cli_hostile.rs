@@ -6,10 +6,10 @@
 //! `QMP_REQUIRE_PEERS=1`.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::Range;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,53 +19,9 @@ const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 const GREETING: &[u8] =
     b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n";
 
-fn require_peers() -> bool {
-    std::env::var("QMP_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
+mod common;
 
-fn installed(program: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !require_peers(),
-            "QMP_REQUIRE_PEERS=1 but {program} is missing"
-        );
-        println!("SKIP: {program} not installed");
-    }
-    ok
-}
-
-/// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "qmp-hostile-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{installed, TempDir};
 
 struct Kill(Child);
 
@@ -149,135 +105,117 @@ fn sock(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Exit status 2, nothing on stdout, exactly `err` on stderr, within
-/// `[min, max)`.
-fn fails(out: &Output, took: Duration, err: &str, min: Duration, max: Duration) {
-    assert_eq!(text(&out.stderr), err);
+/// `qmp --unix PATH ARGS` exits 2, with nothing on stdout, exactly `err`
+/// on stderr, within `within`.
+fn fails_at(path: &Path, args: &[&str], err: &str, within: Range<Duration>) {
+    let (out, took) = qmp(&[&["--unix", sock(path)][..], args].concat());
+    assert_eq!(text(&out.stderr), err, "qmp {args:?}");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    assert!(
-        took >= min && took < max,
-        "took {took:?}, not in [{min:?}, {max:?})"
-    );
+    assert!(within.contains(&took), "took {took:?}, not in {within:?}");
 }
 
-const AT_ONCE: Duration = Duration::from_millis(1500);
+/// [`fails_at`] against a fake peer running `script`.
+fn fails_against(
+    script: impl FnOnce(UnixStream) + Send + 'static,
+    args: &[&str],
+    err: &str,
+    within: Range<Duration>,
+) {
+    let dir = TempDir::new("hostile");
+    let path = peer(&dir, script);
+    fails_at(&path, args, err, within);
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// What "at once" allows (a loaded machine included).
+const AT_ONCE: Range<Duration> = Duration::ZERO..Duration::from_millis(1500);
 
 // ---------------------------------------------------------------------------
 // --qga
 
 #[test]
 fn qga_silent_peer_gives_up_after_the_sync_timeout() {
-    let dir = TempDir::new("qga-silent");
-    let path = peer(&dir, silent);
-    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
-    fails(
-        &out,
-        took,
+    fails_against(
+        silent,
+        &["--qga", "exec", "guest-ping"],
         "qmp: no reply to the guest-agent sync within 5 s (is this a guest agent?)\n",
-        Duration::from_secs(5),
-        Duration::from_secs(7),
+        secs(5.0)..secs(7.0),
     );
 }
 
 #[test]
 fn qga_timeout_bounds_the_whole_call() {
+    let args = ["--qga", "--timeout", "2", "exec", "guest-ping"];
     // A silent peer: the sync gets what --timeout allows, not three rounds.
-    let dir = TempDir::new("qga-timeout");
-    let path = peer(&dir, silent);
-    let (out, took) = qmp(&[
-        "--unix",
-        sock(&path),
-        "--qga",
-        "--timeout",
-        "2",
-        "exec",
-        "guest-ping",
-    ]);
-    fails(
-        &out,
-        took,
+    fails_against(
+        silent,
+        &args,
         "qmp: no reply to the guest-agent sync within 2 s (is this a guest agent?)\n",
-        Duration::from_secs(2),
-        Duration::from_millis(3000),
+        secs(2.0)..secs(3.0),
     );
-
     // A peer that syncs, then never answers: sync and command share it.
-    let dir = TempDir::new("qga-timeout-cmd");
-    let path = peer(&dir, |mut s| {
-        thread::sleep(Duration::from_millis(500));
-        sync_delimited(&mut s);
-        silent(s);
-    });
-    let (out, took) = qmp(&[
-        "--unix",
-        sock(&path),
-        "--qga",
-        "--timeout",
-        "2",
-        "exec",
-        "guest-ping",
-    ]);
-    fails(
-        &out,
-        took,
+    fails_against(
+        |mut s| {
+            thread::sleep(Duration::from_millis(500));
+            sync_delimited(&mut s);
+            silent(s);
+        },
+        &args,
         "qmp: timed out after 2 s waiting for the reply to 'guest-ping'\n",
-        Duration::from_secs(2),
-        Duration::from_millis(3000),
+        secs(2.0)..secs(3.0),
     );
 }
+
+const DISABLED: &str = "qmp: the guest agent refused the sync: CommandNotFound: Command guest-sync-delimited has been disabled";
 
 #[test]
 fn qga_sync_answered_with_an_error() {
     // An error that names the sync command (what qemu-ga answers when it
     // is disabled): at once.
-    let dir = TempDir::new("qga-disabled");
-    let path = peer(&dir, |mut s| {
-        read_until(&mut s, b"}}");
-        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-sync-delimited has been disabled\"}}\n").unwrap();
-        silent(s);
-    });
-    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
-    fails(
-        &out,
-        took,
-        "qmp: the guest agent refused the sync: CommandNotFound: Command guest-sync-delimited has been disabled\n",
-        Duration::ZERO,
+    fails_against(
+        |mut s| {
+            read_until(&mut s, b"}}");
+            s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Command guest-sync-delimited has been disabled\"}}\n").unwrap();
+            silent(s);
+        },
+        &["--qga", "exec", "guest-ping"],
+        &format!("{DISABLED}\n"),
         AT_ONCE,
     );
-
-    // Any other error to every attempt: it is the cause once the sync
-    // time is up.
-    let dir = TempDir::new("qga-error");
-    let path = peer(&dir, |mut s| {
-        for _ in 0..3 {
-            read_until(&mut s, b"}}");
-            if s.write_all(
-                b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no sync for you\"}}\n",
-            )
-            .is_err()
-            {
-                return;
+    // Any other error to every attempt: it is the cause once the sync time
+    // is up.
+    fails_against(
+        |mut s| {
+            for _ in 0..3 {
+                read_until(&mut s, b"}}");
+                let no =
+                    b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no sync for you\"}}\n";
+                if s.write_all(no).is_err() {
+                    return;
+                }
             }
-        }
-        silent(s);
-    });
-    let (out, took) = qmp(&[
-        "--unix",
-        sock(&path),
-        "--qga",
-        "--timeout",
-        "1.5",
-        "exec",
-        "guest-ping",
-    ]);
-    fails(
-        &out,
-        took,
+            silent(s);
+        },
+        &["--qga", "--timeout", "1.5", "exec", "guest-ping"],
         "qmp: the guest agent refused the sync: GenericError: no sync for you\n",
-        Duration::from_millis(1500),
-        Duration::from_millis(2500),
+        secs(1.5)..secs(2.5),
     );
+}
+
+/// Waits until something listens on `path`.
+fn listening(path: &Path) {
+    let t0 = Instant::now();
+    while UnixStream::connect(path).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nothing listens on {path:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -301,20 +239,11 @@ fn qga_sync_refused_by_a_real_qemu_ga() {
             .spawn()
             .expect("spawn qemu-ga"),
     );
-    let t0 = Instant::now();
-    while UnixStream::connect(&path).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "qemu-ga did not listen"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
-    fails(
-        &out,
-        took,
-        "qmp: the guest agent refused the sync: CommandNotFound: Command guest-sync-delimited has been disabled: the command is not allowed\n",
-        Duration::ZERO,
+    listening(&path);
+    fails_at(
+        &path,
+        &["--qga", "exec", "guest-ping"],
+        &format!("{DISABLED}: the command is not allowed\n"),
         AT_ONCE,
     );
 }
@@ -329,10 +258,8 @@ fn qga_pointed_at_a_qmp_monitor_fails_at_once() {
     let server = qmp_std::demo::bind(&qmp_std::Address::unix(&path), false).unwrap();
     let stop = server.stop_handle();
     let run = server.spawn();
-    for args in [&["exec", "guest-ping"][..], &["shell"]] {
-        let (out, took) = qmp(&[&["--unix", sock(&path), "--qga"][..], args].concat());
-        fails(&out, took, NOT_QGA, Duration::ZERO, AT_ONCE);
-    }
+    fails_at(&path, &["--qga", "exec", "guest-ping"], NOT_QGA, AT_ONCE);
+    fails_at(&path, &["--qga", "shell"], NOT_QGA, AT_ONCE);
     stop.stop();
     run.join().unwrap().unwrap();
 
@@ -353,13 +280,8 @@ fn qga_pointed_at_a_qmp_monitor_fails_at_once() {
             .spawn()
             .expect("spawn qemu-storage-daemon"),
     );
-    let t0 = Instant::now();
-    while UnixStream::connect(&path).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "qsd did not listen");
-        thread::sleep(Duration::from_millis(20));
-    }
-    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-ping"]);
-    fails(&out, took, NOT_QGA, Duration::ZERO, AT_ONCE);
+    listening(&path);
+    fails_at(&path, &["--qga", "exec", "guest-ping"], NOT_QGA, AT_ONCE);
 }
 
 // ---------------------------------------------------------------------------
@@ -367,15 +289,11 @@ fn qga_pointed_at_a_qmp_monitor_fails_at_once() {
 
 #[test]
 fn events_duration_bounds_the_greeting_wait() {
-    let dir = TempDir::new("events-silent");
-    let path = peer(&dir, silent);
-    let (out, took) = qmp(&["--unix", sock(&path), "events", "--duration", "1"]);
-    fails(
-        &out,
-        took,
+    fails_against(
+        silent,
+        &["events", "--duration", "1"],
         "qmp: no QMP greeting within 1 s (is this a QMP monitor?)\n",
-        Duration::from_secs(1),
-        Duration::from_secs(2),
+        secs(1.0)..secs(2.0),
     );
 }
 
@@ -395,19 +313,12 @@ fn a_first_message_that_is_not_a_greeting_fails_at_once() {
             "qmp: protocol error: expected the QMP greeting, got [1, 2]\n",
         ),
     ] {
-        for sub in ["exec", "events", "shell"] {
-            let dir = TempDir::new("first");
-            let path = peer(&dir, move |mut s| {
+        for args in [&["exec", "query-status"][..], &["events"], &["shell"]] {
+            let first_then_silent = move |mut s: UnixStream| {
                 let _ = s.write_all(first);
                 silent(s);
-            });
-            let args: &[&str] = match sub {
-                "exec" => &["exec", "query-status"],
-                "events" => &["events"],
-                _ => &["shell"],
             };
-            let (out, took) = qmp(&[&["--unix", sock(&path)][..], args].concat());
-            fails(&out, took, err, Duration::ZERO, AT_ONCE);
+            fails_against(first_then_silent, args, err, AT_ONCE);
         }
     }
     // Events before the greeting are fine.
@@ -481,6 +392,24 @@ fn gate_opens(gate: &mpsc::Receiver<()>) -> bool {
     gate.recv_timeout(Duration::from_secs(10)).is_ok()
 }
 
+/// Sends `stray` (messages for nobody), then `answer` once the test saw
+/// the warnings about them (or `late` after 10 s, which fails the test),
+/// then waits for the client to close.
+fn stray_then(
+    mut s: UnixStream,
+    gate: &mpsc::Receiver<()>,
+    stray: &[u8],
+    answer: &[u8],
+    late: &[u8],
+) {
+    s.write_all(stray).unwrap();
+    s.write_all(if gate_opens(gate) { answer } else { late })
+        .unwrap();
+    silent(s);
+}
+
+const LATE_REPLY: &[u8] = b"{\"return\": \"warnings came late\", \"id\": 1}\r\n";
+
 const UNMATCHED: &str =
     "qmp: warning: reply with id 99 matches no pending call: {\"return\": 5, \"id\": 99}";
 const FRAMING: &str = "qmp: warning: bad input from the peer: JSON parse error, stray '%'";
@@ -492,15 +421,9 @@ fn exec_warns_while_it_waits() {
     let path = peer(&dir, move |mut s| {
         negotiate(&mut s);
         read_until(&mut s, b"\"id\":1}");
-        s.write_all(b"{\"return\": 5, \"id\": 99}\r\n%\r\n")
-            .unwrap();
-        let reply: &[u8] = if gate_opens(&rx) {
-            b"{\"return\": {\"status\": \"running\"}, \"id\": 1}\r\n"
-        } else {
-            b"{\"return\": \"warnings came late\", \"id\": 1}\r\n"
-        };
-        s.write_all(reply).unwrap();
-        silent(s);
+        let stray = b"{\"return\": 5, \"id\": 99}\r\n%\r\n";
+        let answer = b"{\"return\": {\"status\": \"running\"}, \"id\": 1}\r\n";
+        stray_then(s, &rx, stray, answer, LATE_REPLY);
     });
     let got = warns_before_the_answer(
         &["--unix", sock(&path), "exec", "query-status"],
@@ -528,15 +451,8 @@ fn qga_exec_warns_while_it_waits() {
     let path = peer(&dir, move |mut s| {
         sync_delimited(&mut s);
         read_until(&mut s, b"\"id\":1}");
-        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"stale\"}}\n{\"return\": {}, \"id\": 77}\n")
-            .unwrap();
-        let reply: &[u8] = if gate_opens(&rx) {
-            b"{\"return\": {}, \"id\": 1}\n"
-        } else {
-            b"{\"return\": \"warnings came late\", \"id\": 1}\n"
-        };
-        s.write_all(reply).unwrap();
-        silent(s);
+        let stray = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"stale\"}}\n{\"return\": {}, \"id\": 77}\n";
+        stray_then(s, &rx, stray, b"{\"return\": {}, \"id\": 1}\n", LATE_REPLY);
     });
     let got = warns_before_the_answer(
         &["--unix", sock(&path), "--qga", "exec", "guest-ping"],
@@ -556,14 +472,14 @@ fn shell_warns_while_it_waits() {
     let path = peer(&dir, move |mut s| {
         negotiate(&mut s);
         read_until(&mut s, b"\"id\":1}");
-        s.write_all(b"{\"return\": 5, \"id\": 99}\r\n").unwrap();
-        let reply: &[u8] = if gate_opens(&rx) {
-            b"{\"return\": {\"a\": 1}, \"id\": 1}\r\n"
-        } else {
-            b"{\"return\": \"warnings came late\", \"id\": 1}\r\n"
-        };
-        s.write_all(reply).unwrap();
-        silent(s);
+        let stray = b"{\"return\": 5, \"id\": 99}\r\n";
+        stray_then(
+            s,
+            &rx,
+            stray,
+            b"{\"return\": {\"a\": 1}, \"id\": 1}\r\n",
+            LATE_REPLY,
+        );
     });
     let got = warns_before_the_answer(
         &["--unix", sock(&path), "shell"],
@@ -587,15 +503,17 @@ fn events_warns_between_events() {
     let (tx, rx) = mpsc::channel();
     let path = peer(&dir, move |mut s| {
         negotiate(&mut s);
-        s.write_all(b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"ONE\"}\r\n{\"return\": 5, \"id\": 99}\r\n")
-            .unwrap();
-        let name = if gate_opens(&rx) { "TWO" } else { "LATE" };
-        s.write_all(
+        let stray = b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"ONE\"}\r\n{\"return\": 5, \"id\": 99}\r\n";
+        let event = |name: &str| {
             format!("{{\"timestamp\": {{\"seconds\": 3, \"microseconds\": 4}}, \"event\": \"{name}\"}}\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-        silent(s);
+        };
+        stray_then(
+            s,
+            &rx,
+            stray,
+            event("TWO").as_bytes(),
+            event("LATE").as_bytes(),
+        );
     });
     let got = warns_before_the_answer(
         &["--unix", sock(&path), "events", "--count", "2"],
@@ -627,30 +545,24 @@ fn help_documents_every_timeout_and_bound() {
         .split_once("Timeouts and bounds (defaults):\n")
         .expect("a section of bounds")
         .1;
+    // Each bound's first line, with its default.
+    let rows: Vec<&str> = bounds.lines().filter(|l| !l.starts_with("    ")).collect();
     assert_eq!(
-        bounds,
-        "  connect timeout    10 s to connect and complete the handshake (the QMP
-                     greeting and qmp_capabilities, or the guest-agent sync);
-                     exec --timeout and events --duration shorten it; a
-                     missing socket fails at once (no retry)
-  sync timeout       5 s for the guest-agent sync (--qga: 0xFF and
-                     guest-sync-delimited, up to 3 attempts with fresh ids),
-                     within the connect timeout
-  call timeout       QMP: none (a reply may take as long as its command);
-                     --qga: 10 s; exec --timeout: what is left of SECS
-  max message size   16 MiB per message received: a larger reply fails its
-                     command and the session goes on
-  event queue        1024 events (events, shell): beyond, the oldest is
-                     dropped and counted
-  pipeline           8 in-band requests in flight while oob is enabled
-                     (QEMU's queue)
-  agent              requests and replies up to 1 MiB each; 8 queued
-                     in-band requests per session (QEMU's backpressure)
-
-Replies and errors that belong to no command, and input that is not JSON,
-are printed as warnings on stderr when they arrive.
-"
+        rows,
+        [
+            "  connect timeout    10 s to connect and complete the handshake (the QMP",
+            "  sync timeout       5 s for the guest-agent sync (--qga: 0xFF and",
+            "  call timeout       QMP: none (a reply may take as long as its command);",
+            "  max message size   16 MiB per message received: a larger reply fails its",
+            "  event queue        1024 events (events, shell): beyond, the oldest is",
+            "  pipeline           8 in-band requests in flight while oob is enabled",
+            "  agent              requests and replies up to 1 MiB each; 8 queued",
+            "",
+            "Replies and errors that belong to no command, and input that is not JSON,",
+            "are printed as warnings on stderr when they arrive.",
+        ]
     );
+    assert!(bounds.contains("--qga: 10 s; exec --timeout: what is left of SECS"));
     for option in ["--timeout SECS", "--count N", "--duration SECS"] {
         assert!(
             help.contains(&format!("  {option}")),

@@ -12,46 +12,13 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 
-fn require_peers() -> bool {
-    std::env::var("QMP_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
+mod common;
 
-fn skip(why: &str) {
-    assert!(!require_peers(), "QMP_REQUIRE_PEERS=1 but {why}");
-    println!("SKIP: {why}");
-}
-
-/// A fresh directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "qmp-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{skip, TempDir};
 
 /// A running qemu-storage-daemon with two QMP monitors; killed on drop.
 struct Qsd {
