@@ -826,6 +826,9 @@ impl Books {
     /// Sends what is owed as far as output room allows; whether all of it
     /// went.
     fn retry(&mut self, agent: &mut Agent<'_, '_>) -> bool {
+        if self.owed.is_empty() {
+            return true;
+        }
         let now = self.now();
         while let Some(owed) = self.owed.pop_front() {
             let blocked = match owed {
