@@ -91,6 +91,9 @@ pub(crate) struct Table<const N: usize> {
     owed: [Option<Owed>; N],
     /// Orders resolutions and held messages: each gets the next number.
     seq: u64,
+    /// Slots resolved and not yet polled (so that asking for the oldest
+    /// costs nothing when there is none: drivers ask on every turn).
+    resolved: usize,
 }
 
 impl<const N: usize> Table<N> {
@@ -99,6 +102,7 @@ impl<const N: usize> Table<N> {
             slots: [None; N],
             owed: [None; N],
             seq: 0,
+            resolved: 0,
         }
     }
 
@@ -119,6 +123,15 @@ impl<const N: usize> Table<N> {
     /// Puts a new waiting request in slot `i` (from [`Table::free`]).
     pub(crate) fn insert(&mut self, i: usize, slot: Slot) {
         if let Some(s) = self.slots.get_mut(i) {
+            if matches!(
+                s,
+                Some(Slot {
+                    st: SlotState::Resolved { .. },
+                    ..
+                })
+            ) {
+                self.resolved = self.resolved.saturating_sub(1);
+            }
             *s = Some(slot);
         }
     }
@@ -198,6 +211,9 @@ impl<const N: usize> Table<N> {
     /// come in order, so owed in-band replies older than it never will.
     pub(crate) fn take_replied(&mut self, i: usize) -> Option<Slot> {
         let slot = self.slots.get_mut(i).and_then(Option::take)?;
+        if !slot.waiting() {
+            self.resolved = self.resolved.saturating_sub(1);
+        }
         if slot.kind == Kind::InBand {
             self.settle_in_band_before(slot.id);
         }
@@ -208,6 +224,9 @@ impl<const N: usize> Table<N> {
     pub(crate) fn resolve(&mut self, i: usize, ended: Ended) {
         let seq = self.next_seq();
         if let Some(Some(slot)) = self.slots.get_mut(i) {
+            if slot.waiting() {
+                self.resolved += 1;
+            }
             slot.st = SlotState::Resolved { seq, ended };
         }
     }
@@ -244,6 +263,9 @@ impl<const N: usize> Table<N> {
 
     /// The oldest resolution without a message: its slot and number.
     pub(crate) fn oldest_resolved(&self) -> Option<(usize, u64)> {
+        if self.resolved == 0 {
+            return None;
+        }
         self.slots
             .iter()
             .enumerate()
@@ -261,6 +283,7 @@ impl<const N: usize> Table<N> {
     pub(crate) fn take_resolved(&mut self) -> Option<(Token, Ended)> {
         let (i, _) = self.oldest_resolved()?;
         let slot = self.slots.get_mut(i)?.take()?;
+        self.resolved = self.resolved.saturating_sub(1);
         match slot.st {
             SlotState::Resolved { ended, .. } => Some((Token(slot.id), ended)),
             SlotState::Waiting => None,
