@@ -94,6 +94,9 @@ pub(crate) struct Table<const N: usize> {
     /// Slots resolved and not yet polled (so that asking for the oldest
     /// costs nothing when there is none: drivers ask on every turn).
     resolved: usize,
+    /// The earliest deadline of a waiting request (kept up to date, so
+    /// that `next_deadline` and `expire` cost nothing on most turns).
+    earliest: Option<Instant>,
 }
 
 impl<const N: usize> Table<N> {
@@ -103,6 +106,7 @@ impl<const N: usize> Table<N> {
             owed: [None; N],
             seq: 0,
             resolved: 0,
+            earliest: None,
         }
     }
 
@@ -123,16 +127,34 @@ impl<const N: usize> Table<N> {
     /// Puts a new waiting request in slot `i` (from [`Table::free`]).
     pub(crate) fn insert(&mut self, i: usize, slot: Slot) {
         if let Some(s) = self.slots.get_mut(i) {
-            if matches!(
-                s,
-                Some(Slot {
-                    st: SlotState::Resolved { .. },
-                    ..
-                })
-            ) {
+            let replaced = s.replace(slot);
+            if replaced.is_some_and(|r| !r.waiting()) {
                 self.resolved = self.resolved.saturating_sub(1);
             }
-            *s = Some(slot);
+            if replaced.is_some_and(|r| r.waiting() && r.deadline.is_some()) {
+                self.recompute_earliest();
+            } else if let Some(d) = slot.deadline {
+                self.earliest = Some(self.earliest.map_or(d, |e| e.min(d)));
+            }
+        }
+    }
+
+    /// The earliest deadline of a waiting request, looked up again (after
+    /// the request that had it stopped waiting).
+    fn recompute_earliest(&mut self) {
+        self.earliest = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.waiting())
+            .filter_map(|s| s.deadline)
+            .min();
+    }
+
+    /// A waiting request with `deadline` stopped waiting.
+    fn left(&mut self, deadline: Option<Instant>) {
+        if deadline.is_some() && deadline <= self.earliest {
+            self.recompute_earliest();
         }
     }
 
@@ -188,12 +210,7 @@ impl<const N: usize> Table<N> {
 
     /// The earliest deadline of a waiting request.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| s.waiting())
-            .filter_map(|s| s.deadline)
-            .min()
+        self.earliest
     }
 
     /// Whether any slot (waiting, or resolved and not yet polled) is one
@@ -211,7 +228,9 @@ impl<const N: usize> Table<N> {
     /// come in order, so owed in-band replies older than it never will.
     pub(crate) fn take_replied(&mut self, i: usize) -> Option<Slot> {
         let slot = self.slots.get_mut(i).and_then(Option::take)?;
-        if !slot.waiting() {
+        if slot.waiting() {
+            self.left(slot.deadline);
+        } else {
             self.resolved = self.resolved.saturating_sub(1);
         }
         if slot.kind == Kind::InBand {
@@ -223,11 +242,16 @@ impl<const N: usize> Table<N> {
     /// Resolves slot `i` without a message; the slot is freed when polled.
     pub(crate) fn resolve(&mut self, i: usize, ended: Ended) {
         let seq = self.next_seq();
+        let mut left = None;
         if let Some(Some(slot)) = self.slots.get_mut(i) {
             if slot.waiting() {
                 self.resolved += 1;
+                left = Some(slot.deadline);
             }
             slot.st = SlotState::Resolved { seq, ended };
+        }
+        if let Some(deadline) = left {
+            self.left(deadline);
         }
     }
 
@@ -245,6 +269,9 @@ impl<const N: usize> Table<N> {
     /// Abandons every waiting request whose deadline is at or before `now`
     /// (in request order) as timed out; calls `on` for each.
     pub(crate) fn expire(&mut self, now: Instant, mut on: impl FnMut(&Slot)) {
+        if self.earliest.is_none_or(|e| e > now) {
+            return;
+        }
         while let Some(i) = self.oldest_waiting(|s| s.deadline.is_some_and(|d| d <= now)) {
             if let Some(slot) = self.abandon(i, Ended::Timeout) {
                 on(&slot);
