@@ -1,0 +1,431 @@
+//! The state machine: feeding, the lexer loop, message ends, lexical
+//! errors and recovery.
+
+use super::*;
+
+/// What one [`Framer::feed`] call produced.
+#[must_use = "`consumed` says how much of the input was used; `frame` may hold a message"]
+#[derive(Debug)]
+pub struct Feed<'a> {
+    /// How many bytes of the input were consumed. Feed the rest again.
+    pub consumed: usize,
+    /// A complete message or an error, if one ended within the consumed bytes.
+    pub frame: Option<Frame<'a>>,
+}
+
+/// A framing outcome.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Frame<'a> {
+    /// A complete, valid top-level JSON value.
+    Message(Message<'a>),
+    /// A bad message; the framer has already moved past it.
+    Error(FrameError<'a>),
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+    /// A framer with QEMU's rules ([`FramerConfig::new`]).
+    pub fn new(buf: B) -> Self {
+        Self::with_config(buf, FramerConfig::new())
+    }
+
+    /// A framer with the given settings.
+    pub fn with_config(buf: B, cfg: FramerConfig) -> Self {
+        Framer {
+            buf,
+            cfg,
+            st: State::new(),
+            arrays: [0; DEPTH_WORDS],
+            keys: [0; DEPTH_WORDS],
+            members: [MemberSpan::default(); MAX_TRACKED_MEMBERS],
+            keep: true,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> FramerConfig {
+        self.cfg
+    }
+
+    /// The message size limit (the buffer's length).
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().len()
+    }
+
+    /// Whether no message is in progress (nothing half-read, not recovering).
+    pub fn is_idle(&self) -> bool {
+        self.st.ended || (!self.st.in_msg && self.st.lex == Lex::Start)
+    }
+
+    /// Discards any half-read message and recovery state, as a fresh
+    /// connection would.
+    pub fn reset(&mut self) {
+        self.st = State::new();
+    }
+
+    /// The bytes of the message the last [`Framer::feed`] delivered, while
+    /// the framer has not been fed again (empty otherwise).
+    pub(crate) fn last_message(&self) -> &[u8] {
+        if self.st.ended && self.st.skip == Skip::No && self.st.err.is_none() {
+            self.buf.as_ref().get(..self.st.pos).unwrap_or(&[])
+        } else {
+            &[]
+        }
+    }
+
+    /// Gives the buffer back.
+    pub fn into_inner(self) -> B {
+        self.buf
+    }
+
+    /// Consumes input up to the end of the next complete message or error,
+    /// or all of it. The returned frame borrows the buffer until the next
+    /// call. Call again with `&input[consumed..]` until all is consumed.
+    pub fn feed(&mut self, input: &[u8]) -> Feed<'_> {
+        if self.st.ended {
+            self.st = State::new();
+        }
+        let (consumed, out) = self.run(input);
+        let frame = out.map(|o| self.frame(o));
+        Feed { consumed, frame }
+    }
+
+    fn frame(&self, out: Out) -> Frame<'_> {
+        let buf = self.buf.as_ref();
+        let slice = |a: usize, b: usize| buf.get(a..b.min(buf.len())).unwrap_or(&[]);
+        match out {
+            Out::Message => Frame::Message(Message {
+                bytes: slice(0, self.st.pos),
+                spans: self.members.get(..self.st.nmem as usize).unwrap_or(&[]),
+                all_tracked: self.st.all_tracked,
+            }),
+            Out::Stray { start, end } => Frame::Error(FrameError::Stray {
+                token: slice(start, end),
+            }),
+            Out::Syntax(e) => {
+                let text = slice(e.start, e.end);
+                Frame::Error(FrameError::Syntax(match e.kind {
+                    SynKind::ExpectingValue => SyntaxError::ExpectingValue,
+                    SynKind::KeyNotString => SyntaxError::KeyNotString,
+                    SynKind::MissingColon => SyntaxError::MissingColon,
+                    SynKind::DuplicateKey => SyntaxError::DuplicateKey,
+                    SynKind::ExpectedDictSeparator => SyntaxError::ExpectedDictSeparator,
+                    SynKind::ExpectedListSeparator => SyntaxError::ExpectedListSeparator,
+                    SynKind::PrematureEoi => SyntaxError::PrematureEoi,
+                    SynKind::InvalidKeyword => SyntaxError::InvalidKeyword(text),
+                    SynKind::InvalidEscape => SyntaxError::InvalidEscape,
+                    SynKind::InvalidUnicode { .. } => SyntaxError::InvalidUnicode(text),
+                    SynKind::InvalidUtf8 => SyntaxError::InvalidUtf8,
+                }))
+            }
+            Out::Depth => Frame::Error(FrameError::DepthLimit),
+            Out::Oversized(len) => Frame::Error(FrameError::Oversized { len }),
+        }
+    }
+
+    /// Copies the message bytes consumed since the last flush (input
+    /// `seg..i`, the last `i - seg` bytes counted in `pos`) to the buffer,
+    /// or notes that the message no longer fits.
+    pub(super) fn flush(&mut self, input: &[u8], seg: &mut usize, i: usize) {
+        let n = i.saturating_sub(*seg);
+        if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
+            let end = self.st.pos;
+            let src = input.get(*seg..i).unwrap_or(&[]);
+            match self.buf.as_mut().get_mut(end - n..end) {
+                // Not `copy_from_slice`: its length check is a panic path
+                // wherever it is not inlined (opt-level "z"); see no-panic/.
+                Some(dst) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                None => self.st.skip = Skip::Oversized,
+            }
+        }
+        *seg = i;
+    }
+
+    pub(super) fn validating(&self) -> bool {
+        self.st.skip == Skip::No && self.st.err.is_none()
+    }
+
+    pub(super) fn syn(&mut self, kind: SynKind, start: usize, end: usize) {
+        if self.st.err.is_none() {
+            self.st.err = Some(SynErr { kind, start, end });
+            self.st.gram = Gram::Errored;
+        }
+    }
+
+    /// The message ended at the current position: what to report.
+    pub(super) fn finish(&mut self) -> Out {
+        self.st.ended = true;
+        self.st.lex = Lex::Start;
+        match self.st.skip {
+            Skip::Oversized => Out::Oversized(self.st.pos),
+            Skip::Depth => Out::Depth, // never reached: reported when it happened
+            Skip::No => match self.st.err {
+                Some(e) => Out::Syntax(e),
+                None if self.st.gram == Gram::Done => Out::Message,
+                None => Out::Syntax(SynErr {
+                    kind: SynKind::PrematureEoi,
+                    start: 0,
+                    end: 0,
+                }),
+            },
+        }
+    }
+
+    /// A lexical error at input byte `i - 1` (already counted). Returns
+    /// where to resume and what to report.
+    fn flushed_lex_error(
+        &mut self,
+        input: &[u8],
+        seg: &mut usize,
+        i: usize,
+    ) -> (usize, Option<Out>) {
+        self.flush(input, seg, i);
+        let before = self.st.pos.saturating_sub(1);
+        if self.st.skip == Skip::Oversized && self.keep && before > self.buf.as_ref().len() {
+            // The bad byte ends a message that was already too big, but is
+            // not part of it: it is lexed again on its own, so a 0xFF sent
+            // to resynchronise (the guest agent's delimiter) is still seen.
+            // (When only the bad byte does not fit, it belongs to the
+            // oversized message, as for any other byte.)
+            self.st = State::new();
+            return (i.saturating_sub(1), Some(Out::Oversized(before)));
+        }
+        (i, self.lex_error())
+    }
+
+    /// A lexical error at the current byte (already stored): report it and
+    /// enter recovery.
+    fn lex_error(&mut self) -> Option<Out> {
+        let start = self.st.tok_start;
+        let end = self.st.pos;
+        let skip = self.st.skip;
+        let len = self.st.pos;
+        self.st = State {
+            lex: Lex::Recovery,
+            ..State::new()
+        };
+        match skip {
+            Skip::No => Some(Out::Stray { start, end }),
+            Skip::Oversized => Some(Out::Oversized(len)),
+            Skip::Depth => None,
+        }
+    }
+
+    fn run(&mut self, input: &[u8]) -> (usize, Option<Out>) {
+        let mut seg = 0;
+        let (i, out) = self.scan(input, &mut seg);
+        self.flush(input, &mut seg, i);
+        (i, out)
+    }
+
+    /// The state machine proper. Consumed message bytes are only counted
+    /// (`pos`); [`Framer::flush`] copies them in bulk.
+    #[inline(always)]
+    fn scan(&mut self, input: &[u8], seg: &mut usize) -> (usize, Option<Out>) {
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
+            match self.st.lex {
+                Lex::Start => {
+                    if self.fast_ok() {
+                        let j = self.fast(input, i, seg);
+                        if j != i {
+                            i = j;
+                            continue;
+                        }
+                    }
+                    if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+                        if self.st.in_msg {
+                            self.st.pos += 1;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    if !self.st.in_msg {
+                        self.st.in_msg = true;
+                        self.st.pos = 0;
+                        *seg = i;
+                    }
+                    self.st.tok_start = self.st.pos;
+                    self.st.pos += 1;
+                    i += 1;
+                    let tok = match b {
+                        b'{' => Tok::LCurly,
+                        b'}' => Tok::RCurly,
+                        b'[' => Tok::LSquare,
+                        b']' => Tok::RSquare,
+                        b':' => Tok::Colon,
+                        b',' => Tok::Comma,
+                        b'"' => {
+                            // Fast path: a plain string closing in this input.
+                            let rest = input.get(i..).unwrap_or(&[]);
+                            let run = string_run(rest, b'"');
+                            if rest.get(run) == Some(&b'"') {
+                                self.st.quote = b'"';
+                                self.st.str_plain = true;
+                                self.st.pos += run + 1;
+                                i += run + 1;
+                                let start = self.st.tok_start;
+                                if self.st.depth <= 2 {
+                                    self.flush(input, seg, i);
+                                }
+                                if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
+                                    return (i, Some(out));
+                                }
+                                continue;
+                            }
+                            self.begin_string(b);
+                            continue;
+                        }
+                        b'\'' if self.cfg.dialect == Dialect::Qemu => {
+                            self.begin_string(b);
+                            continue;
+                        }
+                        b'0' => {
+                            self.st.lex = Lex::Zero;
+                            continue;
+                        }
+                        b'1'..=b'9' => {
+                            self.st.lex = Lex::Digits;
+                            continue;
+                        }
+                        b'-' => {
+                            self.st.lex = Lex::Sign;
+                            continue;
+                        }
+                        b'a'..=b'z' => {
+                            self.st.lex = Lex::Keyword;
+                            self.st.kw[0] = b;
+                            self.st.kw_len = 1;
+                            continue;
+                        }
+                        _ => match self.flushed_lex_error(input, seg, i) {
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
+                        },
+                    };
+                    let start = self.st.tok_start;
+                    if self.st.depth <= 2 {
+                        self.flush(input, seg, i);
+                    }
+                    if let Some(out) = self.token(tok, start, self.st.pos) {
+                        return (i, Some(out));
+                    }
+                }
+                Lex::Recovery => {
+                    if matches!(b, 0..=0x08 | 0x0A..=0x1F | 0xFE | 0xFF | b'[' | b']' | b'{' | b'}' | b':' | b',')
+                    {
+                        self.st.lex = Lex::Start;
+                    } else {
+                        i += 1;
+                    }
+                }
+                Lex::Str => {
+                    if self.st.esc == Esc::None && self.st.u8_need == 0 {
+                        // Fast path: a run of plain printable ASCII.
+                        let rest = input.get(i..).unwrap_or(&[]);
+                        let plain = string_run(rest, self.st.quote);
+                        if plain > 0 {
+                            self.st.pos += plain;
+                            i += plain;
+                            continue;
+                        }
+                    }
+                    self.st.pos += 1;
+                    i += 1;
+                    match self.string_byte(b) {
+                        StrStep::Continue => {}
+                        StrStep::End => {
+                            self.st.lex = Lex::Start;
+                            let start = self.st.tok_start;
+                            if self.st.depth <= 2 {
+                                self.flush(input, seg, i);
+                            }
+                            if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
+                                return (i, Some(out));
+                            }
+                        }
+                        StrStep::LexError => match self.flushed_lex_error(input, seg, i) {
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
+                        },
+                    }
+                }
+                Lex::Zero
+                | Lex::Digits
+                | Lex::Sign
+                | Lex::Mantissa
+                | Lex::MantissaDigits
+                | Lex::ExpE
+                | Lex::ExpSign
+                | Lex::ExpDigits
+                | Lex::Keyword => {
+                    let lex = self.st.lex;
+                    let next = match (lex, b) {
+                        (Lex::Zero, b'0'..=b'9') => None,
+                        (Lex::Zero | Lex::Digits, b'.') => Some(Lex::Mantissa),
+                        (Lex::Zero | Lex::Digits | Lex::MantissaDigits, b'e' | b'E') => {
+                            Some(Lex::ExpE)
+                        }
+                        (Lex::Digits, b'0'..=b'9') => Some(Lex::Digits),
+                        (Lex::Sign, b'0') => Some(Lex::Zero),
+                        (Lex::Sign, b'1'..=b'9') => Some(Lex::Digits),
+                        (Lex::Mantissa | Lex::MantissaDigits, b'0'..=b'9') => {
+                            Some(Lex::MantissaDigits)
+                        }
+                        (Lex::ExpE, b'+' | b'-') => Some(Lex::ExpSign),
+                        (Lex::ExpE | Lex::ExpSign | Lex::ExpDigits, b'0'..=b'9') => {
+                            Some(Lex::ExpDigits)
+                        }
+                        (Lex::Keyword, b'a'..=b'z') => Some(Lex::Keyword),
+                        _ => None,
+                    };
+                    if let Some(next) = next {
+                        if next == Lex::Keyword {
+                            if let Some(slot) = self.st.kw.get_mut(usize::from(self.st.kw_len)) {
+                                *slot = b;
+                            }
+                            self.st.kw_len = self.st.kw_len.saturating_add(1);
+                        }
+                        self.st.pos += 1;
+                        i += 1;
+                        self.st.lex = next;
+                        continue;
+                    }
+                    let terminal = matches!(
+                        lex,
+                        Lex::Zero
+                            | Lex::Digits
+                            | Lex::MantissaDigits
+                            | Lex::ExpDigits
+                            | Lex::Keyword
+                    );
+                    let ends = terminal && b < 0x80 && !(lex == Lex::Zero && b.is_ascii_digit());
+                    if !ends {
+                        // The offending byte is part of the error token.
+                        self.st.pos += 1;
+                        i += 1;
+                        match self.flushed_lex_error(input, seg, i) {
+                            (j, Some(out)) => return (j, Some(out)),
+                            (_, None) => continue,
+                        }
+                    }
+                    // Token ends on lookahead: `b` is not consumed.
+                    self.st.lex = Lex::Start;
+                    let tok = if lex == Lex::Keyword {
+                        Tok::Keyword
+                    } else {
+                        Tok::Number
+                    };
+                    let start = self.st.tok_start;
+                    if self.st.depth <= 2 {
+                        self.flush(input, seg, i);
+                    }
+                    if let Some(out) = self.token(tok, start, self.st.pos) {
+                        return (i, Some(out));
+                    }
+                }
+            }
+        }
+        (i, None)
+    }
+}
