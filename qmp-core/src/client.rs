@@ -619,6 +619,7 @@ enum FrameKind {
     Keyword,
     Unicode,
     Depth,
+    TokenCount,
     Oversized(usize),
 }
 
@@ -1456,6 +1457,7 @@ impl<const N: usize> Session<N> {
                 _ => SyntaxError::PrematureEoi,
             }),
             FrameError::DepthLimit => FrameKind::Depth,
+            FrameError::TokenCountLimit => FrameKind::TokenCount,
         };
         self.hold(Held::Frame(kind));
     }
@@ -1535,6 +1537,7 @@ impl<const N: usize> Session<N> {
                     FrameKind::Keyword => FrameError::Syntax(SyntaxError::InvalidKeyword(text)),
                     FrameKind::Unicode => FrameError::Syntax(SyntaxError::InvalidUnicode(text)),
                     FrameKind::Depth => FrameError::DepthLimit,
+                    FrameKind::TokenCount => FrameError::TokenCountLimit,
                     FrameKind::Oversized(len) => FrameError::Oversized { len },
                 })
             }

@@ -1124,6 +1124,7 @@ impl<const N: usize> Session<N> {
             FrameError::Syntax(SyntaxError::InvalidUnicode(t)) => (HeldFrame::Unicode, t),
             FrameError::Syntax(s) => (HeldFrame::Other(FrameError::Syntax(static_syntax(s))), &[]),
             FrameError::DepthLimit => (HeldFrame::Other(FrameError::DepthLimit), &[]),
+            FrameError::TokenCountLimit => (HeldFrame::Other(FrameError::TokenCountLimit), &[]),
             FrameError::Oversized { len } => (HeldFrame::Other(FrameError::Oversized { len }), &[]),
         };
         let n = text.len().min(TEXT_CAP);

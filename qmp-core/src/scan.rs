@@ -74,7 +74,9 @@ mod strings;
 mod validate;
 
 use config::DEPTH_WORDS;
-pub use config::{Dialect, FramerConfig, MAX_DEPTH, MAX_TRACKED_MEMBERS};
+pub use config::{
+    Dialect, FramerConfig, MAX_DEPTH, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE, MAX_TRACKED_MEMBERS,
+};
 pub use error::{FrameError, SyntaxError};
 use grammar::{bit, set_bit};
 pub use machine::{Feed, Frame};
@@ -140,7 +142,9 @@ enum Gram {
 enum Skip {
     No,
     Oversized,
-    Depth,
+    /// One of QEMU's streamer limits ended the message (its error has
+    /// been returned); the next feed starts afresh.
+    Limit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +191,7 @@ enum Out {
     Stray { start: usize, end: usize },
     Syntax(SynErr),
     Depth,
+    TokenCount,
     Oversized(usize),
 }
 
@@ -223,6 +228,11 @@ struct State {
     str_plain: bool,
     val_start: usize,
     nmem: u8,
+    /// Whitespace bytes between the tokens of the message so far (`pos -
+    /// ws` is QEMU's `token_size`).
+    ws: usize,
+    /// Tokens of the message so far (QEMU's queue length).
+    ntok: u32,
     all_tracked: bool,
     // keyword text (only true/false/null are valid: 5 bytes suffice)
     kw: [u8; 5],
@@ -256,6 +266,8 @@ impl State {
             str_plain: true,
             val_start: 0,
             nmem: 0,
+            ws: 0,
+            ntok: 0,
             all_tracked: true,
             kw: [0; 5],
             kw_len: 0,

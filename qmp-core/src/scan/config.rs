@@ -4,6 +4,16 @@
 /// limit a [`FramerConfig`] accepts.
 pub const MAX_DEPTH: u16 = 1024;
 
+/// QEMU's size limit (`MAX_TOKEN_SIZE` in `json-lexer.c` and
+/// `json-streamer.c`): a single token longer than this is cut there, and a
+/// message whose tokens (whitespace not counted) reach it is dropped with
+/// `JSON token size limit exceeded`.
+pub const MAX_TOKEN_SIZE: usize = 64 << 20;
+
+/// QEMU's token limit (`MAX_TOKEN_COUNT` in `json-streamer.c`): the token
+/// after this many in one message is `JSON token count limit exceeded`.
+pub const MAX_TOKEN_COUNT: u32 = 2 << 20;
+
 /// How many top-level members a message keeps spans for. Further members are
 /// found by a re-scan of the (already validated) message.
 pub const MAX_TRACKED_MEMBERS: usize = 8;

@@ -20,6 +20,10 @@ pub enum FrameError<'a> {
     /// `JSON nesting depth limit exceeded`. Reported as soon as the limit is
     /// passed; the rest of the message is skipped silently.
     DepthLimit,
+    /// `JSON token count limit exceeded`: the message reached QEMU's
+    /// [`MAX_TOKEN_COUNT`](super::MAX_TOKEN_COUNT). Reported at once; the
+    /// bytes after it are read as new input, as QEMU does.
+    TokenCountLimit,
     /// The message did not fit the buffer. Reported once the message has
     /// been skipped to its end (or to a lexical error inside it).
     Oversized {
@@ -63,13 +67,15 @@ impl<'a> FrameError<'a> {
     pub fn desc_pieces(&self) -> [&'a [u8]; 4] {
         const P: &[u8] = b"JSON parse error, ";
         match *self {
-            FrameError::Stray { token } => [P, b"stray '", token, b"'"],
+            // QEMU formats the token with `%s`: a NUL byte ends it.
+            FrameError::Stray { token } => [P, b"stray '", until_nul(token), b"'"],
             FrameError::Syntax(s) => match s {
                 SyntaxError::InvalidKeyword(w) => [P, b"invalid keyword '", w, b"'"],
                 SyntaxError::InvalidUnicode(t) => [P, t, b" is not a valid Unicode character", b""],
                 other => [P, other.detail(), b"", b""],
             },
             FrameError::DepthLimit => [b"JSON nesting depth limit exceeded", b"", b"", b""],
+            FrameError::TokenCountLimit => [b"JSON token count limit exceeded", b"", b"", b""],
             FrameError::Oversized { .. } => [b"JSON token size limit exceeded", b"", b"", b""],
         }
     }
@@ -120,9 +126,18 @@ impl defmt::Format for FrameError<'_> {
             FrameError::Stray { token } => defmt::write!(f, "stray {=[u8]}", token),
             FrameError::Syntax(_) => defmt::write!(f, "JSON syntax error"),
             FrameError::DepthLimit => defmt::write!(f, "JSON nesting depth limit exceeded"),
+            FrameError::TokenCountLimit => defmt::write!(f, "JSON token count limit exceeded"),
             FrameError::Oversized { len } => {
                 defmt::write!(f, "oversized message ({=usize} bytes)", len)
             }
         }
+    }
+}
+
+/// The bytes of `token` before its first NUL, as C's `%s` prints them.
+fn until_nul(token: &[u8]) -> &[u8] {
+    match memchr::memchr(0, token) {
+        Some(n) => token.get(..n).unwrap_or(token),
+        None => token,
     }
 }

@@ -13,7 +13,7 @@
 //! input still gives the same frames: the fast path only changes how fast
 //! they come.
 
-use super::{bit, set_bit, string_run, Framer, Gram, Skip};
+use super::{bit, set_bit, string_run, Framer, Gram, Skip, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
 
 /// The grammar position, as the fast path keeps it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         } else {
             usize::MAX
         };
+        // Nor may it reach QEMU's token limits, which the general machine
+        // checks token by token (every token is at least one byte).
+        let tokens_left = (MAX_TOKEN_COUNT - self.st.ntok.min(MAX_TOKEN_COUNT)) as usize;
+        let bytes_left = (MAX_TOKEN_SIZE - 1).saturating_sub(self.st.pos - self.st.ws);
+        let room = room.min(tokens_left).min(bytes_left);
         let end = input.len().min(start.saturating_add(room));
         let win = input.get(..end).unwrap_or(&[]);
         // `pos` advances with `i`: pos = i + base (mod 2^n).
@@ -92,11 +97,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // The innermost container is an array; it is the top-level object.
         let mut arr = depth > 0 && bit(&self.arrays, depth - 1);
         let mut top = depth == 1 && !arr;
+        // Tokens and whitespace bytes consumed (QEMU's counts).
+        let mut ntok = 0u32;
+        let mut ws = 0usize;
         'tokens: while let Some(&c) = win.get(i) {
             let mut b = c;
             if at == At::After {
                 if b == b',' {
                     i += 1;
+                    ntok += 1;
                     at = if arr {
                         At::Value { or_end: false }
                     } else {
@@ -116,6 +125,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.braces -= 1;
                     }
                     i += 1;
+                    ntok += 1;
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
@@ -126,6 +136,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     continue;
                 } else if is_ws(b) {
                     i += 1;
+                    ws += 1;
                     continue;
                 } else {
                     break;
@@ -133,6 +144,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             }
             if is_ws(b) {
                 i += 1;
+                ws += 1;
                 // Usually one space: look at once at what follows.
                 let Some(&c) = win.get(i) else { break };
                 if is_ws(c) {
@@ -152,17 +164,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         }
                         self.st.quote = b'"';
                         i = e;
+                        ntok += 1;
                         // Usually `": "` follows at once.
                         if win.get(i) != Some(&b':') {
                             at = At::Colon;
                             continue;
                         }
                         i += 1;
+                        ntok += 1;
                         at = At::Value { or_end: false };
                         let Some(&c) = win.get(i) else { break };
                         b = c;
                         if b == b' ' {
                             i += 1;
+                            ws += 1;
                             let Some(&c) = win.get(i) else { break };
                             b = c;
                         }
@@ -176,6 +191,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         }
                         self.st.braces -= 1;
                         i += 1;
+                        ntok += 1;
                         depth -= 1;
                         arr = bit(&self.arrays, depth - 1);
                         top = depth == 1 && !arr;
@@ -193,6 +209,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         break;
                     }
                     i += 1;
+                    ntok += 1;
                     at = At::Value { or_end: false };
                     continue;
                 }
@@ -226,6 +243,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     depth += 1;
                     top = false;
                     i += 1;
+                    ntok += 1;
                     continue 'tokens;
                 }
                 b']' if at == (At::Value { or_end: true }) => {
@@ -235,6 +253,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     self.st.brackets -= 1;
                     i += 1;
+                    ntok += 1;
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
@@ -259,6 +278,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 _ => break,
             }
             // A scalar value ended at `i`.
+            ntok += 1;
             at = At::After;
             if top {
                 self.st.val_start = value_start.wrapping_add(base);
@@ -269,6 +289,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.st.pos = i.wrapping_add(base);
         self.st.depth = depth;
+        self.st.ntok += ntok;
+        self.st.ws += ws;
         if self.st.err.is_none() {
             self.st.gram = at.gram();
         }

@@ -30,27 +30,36 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             Tok::RSquare => self.st.brackets -= 1,
             _ => {}
         }
-        if self.st.skip == Skip::No {
-            if self.st.braces + self.st.brackets > i64::from(self.cfg.max_depth) {
-                self.st.skip = Skip::Depth;
-                return Some(Out::Depth);
-            }
-            if self.st.err.is_none() {
-                self.grammar(tok, start, end);
-            }
+        // QEMU's limits (`json-streamer.c`), checked in its order before the
+        // token is queued, whatever our own buffer made of the message. Each
+        // drops the message so far, the current token included, and the
+        // bytes after it are read as new input.
+        if end.saturating_sub(self.st.ws) >= MAX_TOKEN_SIZE {
+            return self.limit(Out::Oversized(self.st.pos));
+        }
+        if self.st.ntok >= MAX_TOKEN_COUNT {
+            return self.limit(Out::TokenCount);
+        }
+        if self.st.braces + self.st.brackets > i64::from(self.cfg.max_depth) {
+            return self.limit(Out::Depth);
+        }
+        self.st.ntok += 1;
+        if self.st.skip == Skip::No && self.st.err.is_none() {
+            self.grammar(tok, start, end);
         }
         let (c, k) = (self.st.braces, self.st.brackets);
-        if (c > 0 || k > 0) && k >= 0 {
+        if (c > 0 || k > 0) && c >= 0 && k >= 0 {
             return None;
         }
-        match self.finish() {
-            Out::Depth => {
-                // Its error was reported when the limit was passed.
-                self.st = State::new();
-                None
-            }
-            out => Some(out),
-        }
+        Some(self.finish())
+    }
+
+    /// One of QEMU's limits was hit: the message ends here with `out`.
+    pub(super) fn limit(&mut self, out: Out) -> Option<Out> {
+        self.st.skip = Skip::Limit;
+        self.st.ended = true;
+        self.st.lex = Lex::Start;
+        Some(out)
     }
 
     #[inline]

@@ -119,6 +119,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 }))
             }
             Out::Depth => Frame::Error(FrameError::DepthLimit),
+            Out::TokenCount => Frame::Error(FrameError::TokenCountLimit),
             Out::Oversized(len) => Frame::Error(FrameError::Oversized { len }),
         }
     }
@@ -141,6 +142,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         *seg = i;
     }
 
+    /// The length of the token being lexed. QEMU's lexer cuts a token that
+    /// grows past [`MAX_TOKEN_SIZE`] and its streamer drops the message with
+    /// the size error; the next byte starts a new token.
+    #[inline(always)]
+    fn token_len(&self) -> usize {
+        self.st.pos - self.st.tok_start
+    }
+
     pub(super) fn validating(&self) -> bool {
         self.st.skip == Skip::No && self.st.err.is_none()
     }
@@ -158,7 +167,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         self.st.lex = Lex::Start;
         match self.st.skip {
             Skip::Oversized => Out::Oversized(self.st.pos),
-            Skip::Depth => Out::Depth, // never reached: reported when it happened
+            // Never reached: a limit ends the message where it is hit.
+            Skip::Limit => Out::Depth,
             Skip::No => match self.st.err {
                 Some(e) => Out::Syntax(e),
                 None if self.st.gram == Gram::Done => Out::Message,
@@ -207,7 +217,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         match skip {
             Skip::No => Some(Out::Stray { start, end }),
             Skip::Oversized => Some(Out::Oversized(len)),
-            Skip::Depth => None,
+            Skip::Limit => None,
         }
     }
 
@@ -236,6 +246,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
                         if self.st.in_msg {
                             self.st.pos += 1;
+                            self.st.ws += 1;
                         }
                         i += 1;
                         continue;
@@ -259,7 +270,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             // Fast path: a plain string closing in this input.
                             let rest = input.get(i..).unwrap_or(&[]);
                             let run = string_run(rest, b'"');
-                            if rest.get(run) == Some(&b'"') {
+                            // (A string longer than QEMU's token limit is
+                            // cut by the general path.)
+                            if rest.get(run) == Some(&b'"') && run + 2 <= MAX_TOKEN_SIZE {
                                 self.st.quote = b'"';
                                 self.st.str_plain = true;
                                 self.st.pos += run + 1;
@@ -323,17 +336,25 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if self.st.esc == Esc::None && self.st.u8_need == 0 {
                         // Fast path: a run of plain printable ASCII.
                         let rest = input.get(i..).unwrap_or(&[]);
-                        let plain = string_run(rest, self.st.quote);
+                        let room = (MAX_TOKEN_SIZE + 1).saturating_sub(self.token_len());
+                        let plain = string_run(rest, self.st.quote).min(room);
                         if plain > 0 {
                             self.st.pos += plain;
                             i += plain;
+                            if self.token_len() > MAX_TOKEN_SIZE {
+                                return (i, self.limit(Out::Oversized(self.st.pos)));
+                            }
                             continue;
                         }
                     }
                     self.st.pos += 1;
                     i += 1;
                     match self.string_byte(b) {
-                        StrStep::Continue => {}
+                        StrStep::Continue => {
+                            if self.token_len() > MAX_TOKEN_SIZE {
+                                return (i, self.limit(Out::Oversized(self.st.pos)));
+                            }
+                        }
                         StrStep::End => {
                             self.st.lex = Lex::Start;
                             let start = self.st.tok_start;
@@ -389,6 +410,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.pos += 1;
                         i += 1;
                         self.st.lex = next;
+                        if self.token_len() > MAX_TOKEN_SIZE {
+                            return (i, self.limit(Out::Oversized(self.st.pos)));
+                        }
                         continue;
                     }
                     let terminal = matches!(
@@ -399,7 +423,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             | Lex::ExpDigits
                             | Lex::Keyword
                     );
-                    let ends = terminal && b < 0x80 && !(lex == Lex::Zero && b.is_ascii_digit());
+                    // QEMU 10's `TERMINAL` covers every byte: any byte that
+                    // cannot continue the token ends it (and is lexed again).
+                    let ends = terminal && !(lex == Lex::Zero && b.is_ascii_digit());
                     if !ends {
                         // The offending byte is part of the error token.
                         self.st.pos += 1;
