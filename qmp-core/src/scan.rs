@@ -65,6 +65,7 @@
 use crate::json::JsonStr;
 
 mod config;
+mod dups;
 mod error;
 mod fast;
 mod grammar;
@@ -233,6 +234,16 @@ struct State {
     ws: usize,
     /// Tokens of the message so far (QEMU's queue length).
     ntok: u32,
+    /// Bytes of the duplicate-key stack at the end of the buffer.
+    stack_len: usize,
+    /// 1 + the level of the object whose segment is on top of that stack
+    /// (0: empty).
+    top: u16,
+    /// 1 + the deepest level whose member being read repeats an earlier key
+    /// of its object (0: none): a duplicate once that member completes.
+    dup_at: u16,
+    /// The grammar position when the first grammar error was recorded.
+    err_gram: Gram,
     all_tracked: bool,
     // keyword text (only true/false/null are valid: 5 bytes suffice)
     kw: [u8; 5],
@@ -268,6 +279,10 @@ impl State {
             nmem: 0,
             ws: 0,
             ntok: 0,
+            stack_len: 0,
+            top: 0,
+            dup_at: 0,
+            err_gram: Gram::Value,
             all_tracked: true,
             kw: [0; 5],
             kw_len: 0,
@@ -290,6 +305,8 @@ pub struct Framer<B> {
     /// Bit per nesting level: the container sits where an object key belongs.
     keys: [u64; DEPTH_WORDS],
     members: [MemberSpan; MAX_TRACKED_MEMBERS],
+    /// Whether duplicate keys are checked (QEMU's rule, message bytes kept).
+    dups: bool,
     /// Whether message bytes are kept (false only for [`validate`]).
     keep: bool,
 }

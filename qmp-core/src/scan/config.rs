@@ -40,6 +40,7 @@ pub enum Dialect {
 pub struct FramerConfig {
     pub(super) max_depth: u16,
     pub(super) dialect: Dialect,
+    pub(super) duplicate_keys: bool,
 }
 
 impl Default for FramerConfig {
@@ -49,11 +50,13 @@ impl Default for FramerConfig {
 }
 
 impl FramerConfig {
-    /// QEMU's rules: nesting limit 1024, [`Dialect::Qemu`].
+    /// QEMU's rules: nesting limit 1024, [`Dialect::Qemu`], duplicate keys
+    /// rejected in every object; QEMU's token limits always apply.
     pub const fn new() -> Self {
         FramerConfig {
             max_depth: MAX_DEPTH,
             dialect: Dialect::Qemu,
+            duplicate_keys: true,
         }
     }
 
@@ -69,6 +72,23 @@ impl FramerConfig {
     pub const fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
         self
+    }
+
+    /// Whether a duplicate key in any object is an error (`JSON parse error,
+    /// duplicate key`), as in QEMU's parser; on by default. It applies to the
+    /// [`Dialect::Qemu`] dialect only (RFC 8259 allows duplicates) and not to
+    /// [`validate`](super::validate), which keeps no bytes. A client may
+    /// switch it off to read large replies faster.
+    #[must_use]
+    pub const fn with_duplicate_keys(mut self, on: bool) -> Self {
+        self.duplicate_keys = on;
+        self
+    }
+
+    /// Whether duplicate keys are checked (see
+    /// [`FramerConfig::with_duplicate_keys`]).
+    pub const fn duplicate_keys(&self) -> bool {
+        self.duplicate_keys
     }
 
     /// The nesting limit.

@@ -126,9 +126,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     i += 1;
                     ntok += 1;
+                    if !arr && self.dups && self.st.top == depth {
+                        self.st.pos = i.wrapping_add(base);
+                        self.st.depth = depth;
+                        self.st.gram = Gram::CommaOrEnd;
+                        self.dup_close(depth - 1, input, seg, i);
+                        if self.st.err.is_some() {
+                            break;
+                        }
+                    }
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
+                    if !arr && self.member_repeats(depth) {
+                        break;
+                    }
                     if top && !self.fast_member(input, seg, i, base, depth) {
                         at = At::After;
                         break;
@@ -163,8 +175,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             self.st.key_plain = true;
                         }
                         self.st.quote = b'"';
+                        let key_at = i;
                         i = e;
                         ntok += 1;
+                        if self.dups {
+                            self.st.pos = i.wrapping_add(base);
+                            self.st.depth = depth;
+                            self.st.gram = at.gram();
+                            self.dup_key(depth - 1, key_at.wrapping_add(base), input, seg, i);
+                            if self.st.err.is_some() {
+                                break;
+                            }
+                        }
                         // Usually `": "` follows at once.
                         if win.get(i) != Some(&b':') {
                             at = At::Colon;
@@ -196,6 +218,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         arr = bit(&self.arrays, depth - 1);
                         top = depth == 1 && !arr;
                         at = At::After;
+                        if !arr && self.member_repeats(depth) {
+                            break;
+                        }
                         if top && !self.fast_member(input, seg, i, base, depth) {
                             break;
                         }
@@ -258,6 +283,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
                     at = At::After;
+                    if !arr && self.member_repeats(depth) {
+                        break;
+                    }
                     if top && !self.fast_member(input, seg, i, base, depth) {
                         break;
                     }
@@ -280,6 +308,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             // A scalar value ended at `i`.
             ntok += 1;
             at = At::After;
+            if !arr && self.member_repeats(depth) {
+                break;
+            }
             if top {
                 self.st.val_start = value_start.wrapping_add(base);
                 if !self.fast_member(input, seg, i, base, depth) {
@@ -295,6 +326,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             self.st.gram = at.gram();
         }
         i
+    }
+
+    /// A member of the object at depth `depth` is complete: whether its key
+    /// was found to repeat an earlier one (the error is then recorded).
+    #[inline(always)]
+    fn member_repeats(&mut self, depth: u16) -> bool {
+        if self.st.dup_at == depth {
+            self.dup_member_done(depth - 1);
+            return self.st.err.is_some();
+        }
+        false
     }
 
     /// A top-level member's value ended at input `i`: records it (its key

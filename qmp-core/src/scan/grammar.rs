@@ -17,7 +17,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     /// A token of the current message, from `start` to `end`.
     #[inline]
-    pub(super) fn token(&mut self, tok: Tok, start: usize, end: usize) -> Option<Out> {
+    pub(super) fn token(
+        &mut self,
+        tok: Tok,
+        start: usize,
+        end: usize,
+        input: &[u8],
+        seg: &mut usize,
+        i: usize,
+    ) -> Option<Out> {
         // Overflow is decided here (and at lexical errors), not where bytes
         // happen to be flushed, so that every chunking agrees.
         if self.st.skip == Skip::No && self.keep && self.st.pos > self.buf.as_ref().len() {
@@ -45,7 +53,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.st.ntok += 1;
         if self.st.skip == Skip::No && self.st.err.is_none() {
-            self.grammar(tok, start, end);
+            self.grammar(tok, start, end, input, seg, i);
         }
         let (c, k) = (self.st.braces, self.st.brackets);
         if (c > 0 || k > 0) && c >= 0 && k >= 0 {
@@ -63,18 +71,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     #[inline]
-    fn grammar(&mut self, tok: Tok, start: usize, end: usize) {
+    fn grammar(
+        &mut self,
+        tok: Tok,
+        start: usize,
+        end: usize,
+        input: &[u8],
+        seg: &mut usize,
+        i: usize,
+    ) {
         match self.st.gram {
             Gram::Value | Gram::ValueOrEnd => {
                 if tok == Tok::RSquare && self.st.gram == Gram::ValueOrEnd {
-                    self.close(end);
+                    self.close(end, input, seg, i);
                 } else {
                     self.value(tok, start, end);
                 }
             }
             Gram::Key | Gram::KeyOrEnd => match tok {
-                Tok::RCurly if self.st.gram == Gram::KeyOrEnd => self.close(end),
+                Tok::RCurly if self.st.gram == Gram::KeyOrEnd => self.close(end, input, seg, i),
                 Tok::Str => {
+                    if self.dups {
+                        self.dup_key(self.st.depth - 1, start, input, seg, i);
+                    }
                     if self.st.depth == 1 {
                         self.st.key_start = start + 1;
                         self.st.key_end = end - 1;
@@ -113,7 +132,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 match (tok, array) {
                     (Tok::Comma, false) => self.st.gram = Gram::Key,
                     (Tok::Comma, true) => self.st.gram = Gram::Value,
-                    (Tok::RCurly, false) | (Tok::RSquare, true) => self.close(end),
+                    (Tok::RCurly, false) | (Tok::RSquare, true) => self.close(end, input, seg, i),
                     (_, false) => self.syn(SynKind::ExpectedDictSeparator, 0, 0),
                     (_, true) => self.syn(SynKind::ExpectedListSeparator, 0, 0),
                 }
@@ -148,7 +167,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
     }
 
-    fn close(&mut self, end: usize) {
+    fn close(&mut self, end: usize, input: &[u8], seg: &mut usize, i: usize) {
+        let level = self.st.depth - 1;
+        if self.dups && !self.is_array(level) {
+            self.dup_close(level, input, seg, i);
+            if self.st.err.is_some() {
+                return;
+            }
+        }
         self.st.depth -= 1;
         if bit(&self.keys, self.st.depth) {
             self.syn(SynKind::KeyNotString, 0, 0);
@@ -165,8 +191,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             return;
         }
         self.st.gram = Gram::CommaOrEnd;
-        if self.st.depth == 1 && !self.is_array(0) {
-            self.member(end);
+        let level = self.st.depth - 1;
+        if !self.is_array(level) {
+            self.dup_member_done(level);
+            if level == 0 {
+                self.member(end);
+            }
         }
     }
 
@@ -183,30 +213,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             quote: self.st.key_quote,
             plain: self.st.key_plain,
         };
-        let buf = self.buf.as_ref();
-        let key = JsonStr::from_validated(
-            buf.get(span.key_start as usize..span.key_end as usize)
-                .unwrap_or(&[]),
-            span.quote,
-        );
         let n = usize::from(self.st.nmem);
-        let tracked = self.members.get(..n).unwrap_or(&[]);
-        let check = self.cfg.dialect == Dialect::Qemu;
-        let duplicate = check
-            && tracked.iter().any(|m| {
-                let other = buf
-                    .get(m.key_start as usize..m.key_end as usize)
-                    .unwrap_or(&[]);
-                if span.plain && m.plain {
-                    key.raw == other
-                } else {
-                    key.eq_json_str(&JsonStr::from_validated(other, m.quote))
-                }
-            });
-        if duplicate {
-            self.syn(SynKind::DuplicateKey, 0, 0);
-            return;
-        }
         match self.members.get_mut(n) {
             Some(slot) => {
                 *slot = span;

@@ -38,6 +38,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             arrays: [0; DEPTH_WORDS],
             keys: [0; DEPTH_WORDS],
             members: [MemberSpan::default(); MAX_TRACKED_MEMBERS],
+            dups: cfg.duplicate_keys && cfg.dialect == Dialect::Qemu,
             keep: true,
         }
     }
@@ -131,15 +132,32 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let n = i.saturating_sub(*seg);
         if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
             let end = self.st.pos;
-            let src = input.get(*seg..i).unwrap_or(&[]);
-            match self.buf.as_mut().get_mut(end - n..end) {
-                // Not `copy_from_slice`: its length check is a panic path
-                // wherever it is not inlined (opt-level "z"); see no-panic/.
-                Some(dst) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
-                None => self.st.skip = Skip::Oversized,
+            let mut at = end - n;
+            let mut src = input.get(*seg..i).unwrap_or(&[]);
+            let lo = self.buf.as_ref().len().saturating_sub(self.st.stack_len);
+            if self.st.stack_len > 0 && end > lo {
+                // The message grows into the duplicate-key stack: copy what
+                // lies below it (every key the stack refers to), let it
+                // spill, and copy the rest.
+                let below = lo.saturating_sub(at).min(n);
+                let (first, rest) = src.split_at_checked(below).unwrap_or((src, &[]));
+                self.copy_to(at, first);
+                at += below;
+                src = rest;
+                self.dup_spill(self.st.err.is_some());
             }
+            self.copy_to(at, src);
         }
         *seg = i;
+    }
+
+    fn copy_to(&mut self, at: usize, src: &[u8]) {
+        match self.buf.as_mut().get_mut(at..at + src.len()) {
+            // Not `copy_from_slice`: its length check is a panic path
+            // wherever it is not inlined (opt-level "z"); see no-panic/.
+            Some(dst) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+            None => self.st.skip = Skip::Oversized,
+        }
     }
 
     /// The length of the token being lexed. QEMU's lexer cuts a token that
@@ -156,6 +174,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     pub(super) fn syn(&mut self, kind: SynKind, start: usize, end: usize) {
         if self.st.err.is_none() {
+            self.st.err_gram = self.st.gram;
             self.st.err = Some(SynErr { kind, start, end });
             self.st.gram = Gram::Errored;
         }
@@ -223,8 +242,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     fn run(&mut self, input: &[u8]) -> (usize, Option<Out>) {
         let mut seg = 0;
-        let (i, out) = self.scan(input, &mut seg);
+        let (i, mut out) = self.scan(input, &mut seg);
         self.flush(input, &mut seg, i);
+        if let Some(Out::Syntax(e)) = &mut out {
+            if self.st.stack_len > 0 && self.dups {
+                // A grammar error: QEMU parsed the members completed before
+                // it, and a duplicate among them came first.
+                self.dup_spill(true);
+                if let Some(found) = self.st.err {
+                    *e = found;
+                }
+            }
+        }
         (i, out)
     }
 
@@ -281,7 +310,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                                 if self.st.depth <= 2 {
                                     self.flush(input, seg, i);
                                 }
-                                if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
+                                if let Some(out) =
+                                    self.token(Tok::Str, start, self.st.pos, input, seg, i)
+                                {
                                     return (i, Some(out));
                                 }
                                 continue;
@@ -320,7 +351,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if self.st.depth <= 2 {
                         self.flush(input, seg, i);
                     }
-                    if let Some(out) = self.token(tok, start, self.st.pos) {
+                    if let Some(out) = self.token(tok, start, self.st.pos, input, seg, i) {
                         return (i, Some(out));
                     }
                 }
@@ -361,7 +392,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             if self.st.depth <= 2 {
                                 self.flush(input, seg, i);
                             }
-                            if let Some(out) = self.token(Tok::Str, start, self.st.pos) {
+                            if let Some(out) =
+                                self.token(Tok::Str, start, self.st.pos, input, seg, i)
+                            {
                                 return (i, Some(out));
                             }
                         }
@@ -446,7 +479,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     if self.st.depth <= 2 {
                         self.flush(input, seg, i);
                     }
-                    if let Some(out) = self.token(tok, start, self.st.pos) {
+                    if let Some(out) = self.token(tok, start, self.st.pos, input, seg, i) {
                         return (i, Some(out));
                     }
                 }

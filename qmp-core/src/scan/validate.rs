@@ -9,6 +9,7 @@ use core::fmt;
 pub fn validate(bytes: &[u8], cfg: FramerConfig) -> Result<RawJson<'_>, ValidateError> {
     let mut framer = Framer::with_config(Unbounded, cfg);
     framer.keep = false;
+    framer.dups = false;
     let mut rest = bytes;
     let mut found: Option<(usize, usize)> = None;
     let mut offset = 0;
