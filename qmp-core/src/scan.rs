@@ -71,7 +71,10 @@ mod fast;
 mod grammar;
 mod machine;
 mod message;
+mod rejected;
 mod strings;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use config::DEPTH_WORDS;
@@ -83,6 +86,8 @@ use grammar::{bit, set_bit};
 pub use machine::{Feed, Frame};
 pub(crate) use message::MemberSpan;
 pub use message::{Member, Message, MessageMembers};
+use rejected::RejInfo;
+pub use rejected::{FirstKey, Rejected};
 use strings::{string_run, StrStep};
 pub use validate::{validate, ValidateError};
 
@@ -234,6 +239,10 @@ struct State {
     ws: usize,
     /// Tokens of the message so far (QEMU's queue length).
     ntok: u32,
+    /// The first top-level key: start and end of its body, its quote.
+    first: Option<(u32, u32, u8)>,
+    /// The value of the first top-level `id` member, once complete.
+    id: Option<(u32, u32)>,
     /// Bytes of the duplicate-key stack at the end of the buffer.
     stack_len: usize,
     /// 1 + the level of the object whose segment is on top of that stack
@@ -279,6 +288,8 @@ impl State {
             nmem: 0,
             ws: 0,
             ntok: 0,
+            first: None,
+            id: None,
             stack_len: 0,
             top: 0,
             dup_at: 0,
@@ -307,6 +318,8 @@ pub struct Framer<B> {
     members: [MemberSpan; MAX_TRACKED_MEMBERS],
     /// Whether duplicate keys are checked (QEMU's rule, message bytes kept).
     dups: bool,
+    /// What the message rejected by the last feed looked like.
+    rej: Option<RejInfo>,
     /// Whether message bytes are kept (false only for [`validate`]).
     keep: bool,
 }

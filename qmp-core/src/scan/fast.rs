@@ -173,6 +173,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             self.st.key_end = e.wrapping_add(base) - 1;
                             self.st.key_quote = b'"';
                             self.st.key_plain = true;
+                            self.note_first_key();
                         }
                         self.st.quote = b'"';
                         let key_at = i;

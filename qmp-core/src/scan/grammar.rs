@@ -99,6 +99,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.key_end = end - 1;
                         self.st.key_quote = self.st.quote;
                         self.st.key_plain = self.st.str_plain;
+                        self.note_first_key();
                     }
                     self.st.gram = Gram::Colon;
                 }
@@ -213,6 +214,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             quote: self.st.key_quote,
             plain: self.st.key_plain,
         };
+        self.note_id(&span);
         let n = usize::from(self.st.nmem);
         match self.members.get_mut(n) {
             Some(slot) => {

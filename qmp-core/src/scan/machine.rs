@@ -39,6 +39,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             keys: [0; DEPTH_WORDS],
             members: [MemberSpan::default(); MAX_TRACKED_MEMBERS],
             dups: cfg.duplicate_keys && cfg.dialect == Dialect::Qemu,
+            rej: None,
             keep: true,
         }
     }
@@ -86,7 +87,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if self.st.ended {
             self.st = State::new();
         }
+        self.rej = None;
         let (consumed, out) = self.run(input);
+        if out.as_ref().is_some_and(|o| !matches!(o, Out::Message)) && self.rej.is_none() {
+            self.note_rejected();
+        }
         let frame = out.map(|o| self.frame(o));
         Feed { consumed, frame }
     }
@@ -130,7 +135,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// or notes that the message no longer fits.
     pub(super) fn flush(&mut self, input: &[u8], seg: &mut usize, i: usize) {
         let n = i.saturating_sub(*seg);
-        if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
+        if n > 0 && self.st.in_msg && self.st.skip == Skip::Limit && self.keep {
+            // A limit error: what fits is kept for `rejected`.
+            let at = self.st.pos - n;
+            self.copy_to(at, input.get(*seg..i).unwrap_or(&[]));
+        } else if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
             let end = self.st.pos;
             let mut at = end - n;
             let mut src = input.get(*seg..i).unwrap_or(&[]);
@@ -152,12 +161,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 
     fn copy_to(&mut self, at: usize, src: &[u8]) {
-        match self.buf.as_mut().get_mut(at..at + src.len()) {
-            // Not `copy_from_slice`: its length check is a panic path
-            // wherever it is not inlined (opt-level "z"); see no-panic/.
-            Some(dst) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
-            None => self.st.skip = Skip::Oversized,
+        // What fits is stored even when the rest does not (the first key
+        // and `id` of a rejected message stay readable); not
+        // `copy_from_slice`: its length check is a panic path wherever it is
+        // not inlined (opt-level "z"); see no-panic/.
+        let buf = self.buf.as_mut();
+        let dst = buf.get_mut(at..).unwrap_or(&mut []);
+        if dst.len() < src.len() && self.st.skip == Skip::No {
+            self.st.skip = Skip::Oversized;
         }
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
     }
 
     /// The length of the token being lexed. QEMU's lexer cuts a token that
@@ -216,6 +229,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             // to resynchronise (the guest agent's delimiter) is still seen.
             // (When only the bad byte does not fit, it belongs to the
             // oversized message, as for any other byte.)
+            self.note_rejected();
             self.st = State::new();
             return (i.saturating_sub(1), Some(Out::Oversized(before)));
         }
@@ -229,6 +243,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let end = self.st.pos;
         let skip = self.st.skip;
         let len = self.st.pos;
+        self.note_rejected();
         self.st = State {
             lex: Lex::Recovery,
             ..State::new()
