@@ -245,6 +245,9 @@ struct State {
     id: Option<(u32, u32)>,
     /// Bytes of the duplicate-key stack at the end of the buffer.
     stack_len: usize,
+    /// A spill or an immediate check happened in this message: objects may
+    /// have members before their segment.
+    spilled: bool,
     /// 1 + the level of the object whose segment is on top of that stack
     /// (0: empty).
     top: u16,
@@ -292,6 +295,7 @@ impl State {
             id: None,
             stack_len: 0,
             top: 0,
+            spilled: false,
             dup_at: 0,
             err_gram: Gram::Value,
             all_tracked: true,

@@ -78,15 +78,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         self.buf.as_ref().len().saturating_sub(self.st.stack_len)
     }
 
+    #[inline(always)]
     fn push_word(&mut self, word: u32) {
         let lo = self.stack_lo();
-        if let Some(w) = lo
+        let slot = lo
             .checked_sub(4)
-            .and_then(|a| self.buf.as_mut().get_mut(a..lo))
-        {
-            w.iter_mut()
-                .zip(word.to_le_bytes())
-                .for_each(|(d, s)| *d = s);
+            .and_then(|a| self.buf.as_mut().get_mut(a..lo));
+        if let Some(w) = slot.and_then(|w| <&mut [u8; 4]>::try_from(w).ok()) {
+            *w = word.to_le_bytes();
             self.st.stack_len += 4;
         }
     }
@@ -105,6 +104,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if !self.dup_active() {
             return;
         }
+        let mut flushed = false;
         loop {
             let new = self.st.top != level + 1;
             let need = if new { 8 } else { 4 };
@@ -116,16 +116,21 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 self.push_word(key as u32);
                 return;
             }
-            // No room: bytes to the buffer, then spill and try again; with
-            // an empty stack, check this key at once.
-            self.flush(input, seg, i);
-            if !self.dup_active() {
-                return;
+            // No room: bytes to the buffer (which may spill), then spill
+            // and try again; with an empty stack, check this key at once.
+            if !flushed {
+                self.flush(input, seg, i);
+                flushed = true;
+                if !self.dup_active() {
+                    return;
+                }
+                continue;
             }
-            if self.st.stack_len == 0 {
+            if self.st.stack_len == 0 || key > OFF as usize {
                 if self.repeats_earlier(key) {
                     self.st.dup_at = self.st.dup_at.max(level + 1);
                 }
+                self.st.spilled = true;
                 return;
             }
             self.dup_spill(false);
@@ -150,6 +155,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if !self.dup_active() || self.st.top != level + 1 {
             return;
         }
+        let lo = self.stack_lo();
+        let hi = self.segment_end(lo);
+        if hi - lo == 8 && !self.st.spilled && level > 0 {
+            // One key and nothing before it: nothing to compare.
+            self.st.top = (self.word(hi - 4) >> 11 & 0x7FF) as u16;
+            self.st.stack_len -= 8;
+            return;
+        }
         self.flush(input, seg, i);
         if !self.dup_active() || self.st.top != level + 1 {
             return;
@@ -158,7 +171,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let hi = self.segment_end(lo);
         let header = self.word(hi - 4);
         self.st.top = (header >> 11 & 0x7FF) as u16;
-        let dup = self.check_segment(lo, hi - 4, false).0;
+        // The top level's first members are checked as they complete
+        // (`member`), not kept here: they are its segment's prefix.
+        let prefix = self.st.spilled || level == 0;
+        let dup = self.check_segment(lo, hi - 4, false, prefix).0;
         self.st.stack_len -= hi - lo;
         if dup {
             self.dup_found();
@@ -179,9 +195,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             let open = self.reading_member(l);
             if open && last {
                 // Not completed: QEMU never compares its key.
-                dup = self.check_segment(lo + 4, hi - 4, false).0;
+                dup = self.check_segment(lo + 4, hi - 4, false, true).0;
             } else {
-                let (d, repeats) = self.check_segment(lo, hi - 4, open);
+                let (d, repeats) = self.check_segment(lo, hi - 4, open, true);
                 dup = d;
                 if repeats {
                     self.st.dup_at = self.st.dup_at.max(level);
@@ -191,6 +207,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.st.stack_len = 0;
         self.st.top = 0;
+        self.st.spilled = true;
         if dup {
             self.dup_found();
         }
@@ -252,7 +269,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// against the object's earlier members, and that key against all of
     /// them. Returns (a duplicate among completed members, the open key
     /// repeats an earlier one).
-    fn check_segment(&mut self, lo: usize, hi: usize, open: bool) -> (bool, bool) {
+    fn check_segment(&mut self, lo: usize, hi: usize, open: bool, prefix: bool) -> (bool, bool) {
         if hi <= lo {
             return (false, false);
         }
@@ -260,6 +277,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let pending = open.then(|| self.key_at(lo));
         let done_lo = if open { lo + 4 } else { lo };
         let done = hi.saturating_sub(done_lo) / 4;
+        if pending.is_none() && done <= SMALL {
+            return (self.check_small(done_lo, hi, prefix), false);
+        }
         if done >= 2 && self.sort_words(done_lo, hi) {
             return (true, false);
         }
@@ -285,6 +305,45 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             repeats = repeats || (done > 0 && self.find(sorted, p));
         }
         (false, repeats)
+    }
+
+    /// [`Framer::check_segment`] for a few completed keys: compared pair by
+    /// pair, and with the object's earlier members.
+    fn check_small(&self, lo: usize, hi: usize, prefix: bool) -> bool {
+        let buf = self.buf.as_ref();
+        let mut keys = [0usize; SMALL];
+        let mut n = 0;
+        let mut a = hi;
+        while a > lo && n < SMALL {
+            a -= 4;
+            if let Some(slot) = keys.get_mut(n) {
+                *slot = self.key_at(a);
+            }
+            n += 1;
+        }
+        let keys = keys.get(..n).unwrap_or(&[]);
+        for (j, &x) in keys.iter().enumerate() {
+            let later = keys.get(j + 1..).unwrap_or(&[]);
+            if later
+                .iter()
+                .any(|&y| cmp_keys(buf, x, y) == Ordering::Equal)
+            {
+                return true;
+            }
+        }
+        if prefix {
+            let mut at = keys.first().copied().unwrap_or(0);
+            while let Some(prev) = prev_key(buf, at) {
+                if keys
+                    .iter()
+                    .any(|&k| cmp_keys(buf, k, prev) == Ordering::Equal)
+                {
+                    return true;
+                }
+                at = prev;
+            }
+        }
+        false
     }
 
     /// Whether the key at `key` repeats one of the keys before it in its
@@ -412,15 +471,34 @@ fn key_str(buf: &[u8], at: usize) -> JsonStr<'_> {
     JsonStr::from_validated(buf.get(at + 1..end).unwrap_or(&[]), quote)
 }
 
-/// Compares two keys by their value as QEMU stores it.
+/// Compares two keys by their value as QEMU stores it: byte by byte while
+/// neither has an escape (the common case needs no setup), else decoded.
 fn cmp_keys(buf: &[u8], a: usize, b: usize) -> Ordering {
     if a == b {
         return Ordering::Equal;
     }
-    let (x, y) = (key_str(buf, a), key_str(buf, b));
-    if !x.has_escapes() && !y.has_escapes() {
-        return x.raw().cmp(y.raw());
+    let (Some(&qa), Some(&qb)) = (buf.get(a), buf.get(b)) else {
+        return a.cmp(&b);
+    };
+    let (mut i, mut j) = (a + 1, b + 1);
+    loop {
+        let (Some(&x), Some(&y)) = (buf.get(i), buf.get(j)) else {
+            return a.cmp(&b);
+        };
+        if x == b'\\' || y == b'\\' {
+            break;
+        }
+        match (x == qa, y == qb) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            (false, false) if x != y => return x.cmp(&y),
+            _ => {}
+        }
+        i += 1;
+        j += 1;
     }
+    let (x, y) = (key_str(buf, a), key_str(buf, b));
     x.qemu_bytes().cmp(y.qemu_bytes())
 }
 

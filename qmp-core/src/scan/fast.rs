@@ -13,7 +13,10 @@
 //! input still gives the same frames: the fast path only changes how fast
 //! they come.
 
-use super::{bit, set_bit, string_run, Framer, Gram, Skip, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE};
+use super::{
+    bit, set_bit, string_run, Framer, Gram, Skip, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE,
+    MAX_TRACKED_MEMBERS,
+};
 
 /// The grammar position, as the fast path keeps it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,7 +182,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         let key_at = i;
                         i = e;
                         ntok += 1;
-                        if self.dups {
+                        if self.dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
                             self.st.pos = i.wrapping_add(base);
                             self.st.depth = depth;
                             self.st.gram = at.gram();

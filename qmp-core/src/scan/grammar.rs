@@ -91,7 +91,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             Gram::Key | Gram::KeyOrEnd => match tok {
                 Tok::RCurly if self.st.gram == Gram::KeyOrEnd => self.close(end, input, seg, i),
                 Tok::Str => {
-                    if self.dups {
+                    // The top level's first members are checked against each
+                    // other as they complete (`member`).
+                    if self.dups
+                        && (self.st.depth > 1 || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS)
+                    {
                         self.dup_key(self.st.depth - 1, start, input, seg, i);
                     }
                     if self.st.depth == 1 {
@@ -216,6 +220,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         };
         self.note_id(&span);
         let n = usize::from(self.st.nmem);
+        if self.dups && n < MAX_TRACKED_MEMBERS && self.repeats_tracked(&span, n) {
+            self.dup_found();
+            return;
+        }
         match self.members.get_mut(n) {
             Some(slot) => {
                 *slot = span;
@@ -249,5 +257,28 @@ pub(super) fn set_bit(words: &mut [u64; DEPTH_WORDS], level: u16, on: bool) {
         } else {
             *w &= !mask;
         }
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+    /// Whether the key of a completed top-level member repeats one of the
+    /// first `n` (tracked) ones.
+    fn repeats_tracked(&self, span: &MemberSpan, n: usize) -> bool {
+        let buf = self.buf.as_ref();
+        let key_of = |m: &MemberSpan| {
+            buf.get(m.key_start as usize..m.key_end as usize)
+                .unwrap_or(&[])
+        };
+        let key = key_of(span);
+        let tracked = self.members.get(..n).unwrap_or(&[]);
+        tracked.iter().any(|m| {
+            let other = key_of(m);
+            if span.plain && m.plain {
+                key == other
+            } else {
+                JsonStr::from_validated(key, span.quote)
+                    .eq_json_str(&JsonStr::from_validated(other, m.quote))
+            }
+        })
     }
 }

@@ -133,38 +133,51 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// Copies the message bytes consumed since the last flush (input
     /// `seg..i`, the last `i - seg` bytes counted in `pos`) to the buffer,
     /// or notes that the message no longer fits.
+    #[inline]
     pub(super) fn flush(&mut self, input: &[u8], seg: &mut usize, i: usize) {
         let n = i.saturating_sub(*seg);
-        if n > 0 && self.st.in_msg && self.st.skip == Skip::Limit && self.keep {
-            // A limit error: what fits is kept for `rejected`.
-            let at = self.st.pos - n;
-            self.copy_to(at, input.get(*seg..i).unwrap_or(&[]));
-        } else if n > 0 && self.st.in_msg && self.st.skip == Skip::No && self.keep {
-            let end = self.st.pos;
-            let mut at = end - n;
-            let mut src = input.get(*seg..i).unwrap_or(&[]);
-            let lo = self.buf.as_ref().len().saturating_sub(self.st.stack_len);
-            if self.st.stack_len > 0 && end > lo {
-                // The message grows into the duplicate-key stack: copy what
-                // lies below it (every key the stack refers to), let it
-                // spill, and copy the rest.
-                let below = lo.saturating_sub(at).min(n);
-                let (first, rest) = src.split_at_checked(below).unwrap_or((src, &[]));
-                self.copy_to(at, first);
-                at += below;
-                src = rest;
-                self.dup_spill(self.st.err.is_some());
+        if n > 0 && self.st.in_msg && self.keep {
+            let src = input.get(*seg..i).unwrap_or(&[]);
+            if self.st.skip == Skip::No {
+                let end = self.st.pos;
+                let lo = self.buf.as_ref().len() - self.st.stack_len.min(self.buf.as_ref().len());
+                if end > lo {
+                    self.flush_slow(src, end - n, lo);
+                } else if let Some(dst) = self.buf.as_mut().get_mut(end - n..end) {
+                    // Not `copy_from_slice`: its length check is a panic path
+                    // wherever it is not inlined (opt-level "z"); see no-panic/.
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+                }
+            } else if self.st.skip == Skip::Limit {
+                // A limit error: what fits is kept for `rejected`.
+                self.copy_to(self.st.pos - n, src);
             }
-            self.copy_to(at, src);
         }
         *seg = i;
     }
 
+    /// [`Framer::flush`] when the bytes reach the duplicate-key stack (at
+    /// `lo`) or the end of the buffer.
+    #[cold]
+    #[inline(never)]
+    fn flush_slow(&mut self, mut src: &[u8], mut at: usize, lo: usize) {
+        if self.st.stack_len > 0 {
+            // Copy what lies below the stack (every key it refers to), let
+            // it spill, and copy the rest.
+            let below = lo.saturating_sub(at).min(src.len());
+            let (first, rest) = src.split_at_checked(below).unwrap_or((src, &[]));
+            self.copy_to(at, first);
+            at += below;
+            src = rest;
+            self.dup_spill(self.st.err.is_some());
+        }
+        self.copy_to(at, src);
+    }
+
+    /// Copies `src` to the buffer at `at`, as far as it fits (the first key
+    /// and `id` of a rejected message stay readable); what does not fit
+    /// makes the message oversized.
     fn copy_to(&mut self, at: usize, src: &[u8]) {
-        // What fits is stored even when the rest does not (the first key
-        // and `id` of a rejected message stay readable); not
-        // `copy_from_slice`: its length check is a panic path wherever it is
-        // not inlined (opt-level "z"); see no-panic/.
         let buf = self.buf.as_mut();
         let dst = buf.get_mut(at..).unwrap_or(&mut []);
         if dst.len() < src.len() && self.st.skip == Skip::No {

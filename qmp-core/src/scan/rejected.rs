@@ -124,9 +124,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if self.st.id.is_some() {
             return;
         }
+        // Usually a plain key of another length: one compare.
+        if span.plain && span.key_end - span.key_start != 2 {
+            return;
+        }
         let buf = self.buf.as_ref();
         let key = buf.get(span.key_start as usize..span.key_end as usize);
-        if key.is_some_and(|k| JsonStr::from_validated(k, span.quote).eq_str("id")) {
+        if key.is_some_and(|k| k == b"id" || JsonStr::from_validated(k, span.quote).eq_str("id")) {
             self.st.id = Some((span.val_start, span.val_end));
         }
     }
