@@ -146,7 +146,7 @@ impl ClientConfig {
             negotiation: Negotiation::Auto,
             oob: true,
             max_in_band: 8,
-            framer: FramerConfig::new(),
+            framer: FramerConfig::new().with_duplicate_keys(false),
         }
     }
 

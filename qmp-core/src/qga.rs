@@ -460,7 +460,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> fmt::Debug for QgaClient<B, N
 impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
     /// A client with QEMU's framing rules.
     pub fn new(buf: B) -> Self {
-        Self::with_config(buf, FramerConfig::new())
+        Self::with_config(buf, FramerConfig::new().with_duplicate_keys(false))
     }
 
     /// A client with the given framer settings.
