@@ -4,34 +4,46 @@
 //! values, each validated and stored in the caller's buffer together with the
 //! spans of its top-level members, or one [`FrameError`] per bad message.
 //!
-//! Semantics follow QEMU's classic JSON lexer, streamer and parser
-//! (`qobject/json-lexer.c`, `json-streamer.c`, `json-parser.c`):
+//! Semantics follow QEMU 10's JSON lexer, streamer and parser
+//! (`qobject/json-lexer.c`, `json-streamer.c`, `json-parser.c`), byte for
+//! byte as far as our own buffer allows:
 //!
-//! * a message ends when its braces and brackets balance, counted the way
-//!   QEMU's streamer counts them; a top-level scalar ends at the first byte
-//!   that cannot continue it (that byte is not consumed);
+//! * a message ends when its braces and brackets balance, or as soon as
+//!   either count goes negative, counted the way QEMU's streamer counts
+//!   them; a top-level scalar ends at the first byte that cannot continue it
+//!   (any byte, 0x80..0xFF included; that byte is not consumed);
 //! * a byte that cannot start or continue a token (0xFE/0xFF, control bytes,
 //!   `%`, uppercase letters outside strings, …) is a lexical error
-//!   ([`FrameError::Stray`], reported at once with the token text); the
-//!   framer then skips input to QEMU's resynchronisation point: a structural
-//!   character, a control byte other than tab, or 0xFE/0xFF;
+//!   ([`FrameError::Stray`], reported at once with the token text, which
+//!   QEMU prints with `%s`: the text stops at a NUL byte); the framer then
+//!   skips input to QEMU's resynchronisation point: a structural character,
+//!   a control byte other than tab, or 0xFE/0xFF;
 //! * grammar errors ([`FrameError::Syntax`]) are reported when the message
 //!   ends, with the text of the first error in parse order, like QEMU's
-//!   parser;
-//! * nesting deeper than the limit (default 1024, like QEMU) yields one
-//!   [`FrameError::DepthLimit`] and the rest of that message is skipped;
-//! * a message larger than the buffer yields one [`FrameError::Oversized`]
-//!   (with its size) once it has been skipped to its end.
+//!   parser; that includes `duplicate key` in any object at any depth (see
+//!   `dups.rs`; [`FramerConfig::with_duplicate_keys`] switches it off);
+//! * QEMU's streamer limits are checked on every token, whatever our buffer
+//!   made of the message: nesting deeper than the limit (1024 by default,
+//!   [`FrameError::DepthLimit`]), [`MAX_TOKEN_SIZE`] bytes of tokens in a
+//!   message or in one token (QEMU's lexer cuts a token there;
+//!   [`FrameError::Oversized`], whose text is QEMU's), and
+//!   [`MAX_TOKEN_COUNT`] tokens ([`FrameError::TokenCountLimit`]). Like
+//!   QEMU, each drops the message so far with one error and reads the bytes
+//!   after it as new input, so `[` x 1025 then `]` x 1025 gives the depth
+//!   error and 1025 `expecting value`;
+//! * a message that QEMU would take but that does not fit the caller's
+//!   buffer yields one [`FrameError::Oversized`] (with its size) once it has
+//!   been skipped to its end (or to a lexical error in it, or to one of
+//!   QEMU's limits): there is no QEMU answer to match for it.
 //!
-//! Two deliberate differences from QEMU, both in its limit paths: QEMU resets
-//! its counters after a nesting error, so the rest of a too-deep message
-//! produces follow-on errors (one per stray closer); we skip to the end of the
-//! message and report one error. QEMU's size limit is 64 MiB of tokens; ours
-//! is the caller's buffer. Duplicate keys are detected among the first
-//! [`MAX_TRACKED_MEMBERS`] top-level members only (QEMU checks every object).
+//! After any error, [`Framer::rejected`] tells what the rejected message
+//! looked like (its first key, its `id`), for a client that must end the
+//! call a bad reply belongs to.
 //!
 //! No recursion: nesting is kept in a bit stack, so 10⁵ nested `[` cost
-//! linear time and constant stack. String bodies are skipped with `memchr`
+//! linear time and constant stack. The duplicate-key check keeps its keys
+//! in the free end of the buffer and costs O(n log n) steps on any input
+//! (`dups.rs` gives the bound). String bodies are skipped with `memchr`
 //! and a word-at-a-time check for control and non-ASCII bytes. Between the
 //! first and last token of a message, a fast path with the grammar laid out
 //! as code takes the common tokens (plain strings, integers, keywords,
