@@ -541,7 +541,7 @@ fn string_start(buf: &[u8], close: usize) -> Option<usize> {
     let quote = *buf.get(close)?;
     let mut end = close;
     loop {
-        let j = memchr::memrchr(quote, buf.get(..end)?)?;
+        let j = buf.get(..end)?.iter().rposition(|&b| b == quote)?;
         let mut k = j;
         while k > 0 && buf.get(k - 1) == Some(&b'\\') {
             k -= 1;
