@@ -18,14 +18,18 @@ pub enum FrameError<'a> {
     /// A grammar error: `JSON parse error, <detail>`.
     Syntax(SyntaxError<'a>),
     /// `JSON nesting depth limit exceeded`. Reported as soon as the limit is
-    /// passed; the rest of the message is skipped silently.
+    /// passed; like QEMU, the bytes after the offending `[` or `{` are read
+    /// as new input.
     DepthLimit,
     /// `JSON token count limit exceeded`: the message reached QEMU's
     /// [`MAX_TOKEN_COUNT`](super::MAX_TOKEN_COUNT). Reported at once; the
     /// bytes after it are read as new input, as QEMU does.
     TokenCountLimit,
-    /// The message did not fit the buffer. Reported once the message has
-    /// been skipped to its end (or to a lexical error inside it).
+    /// `JSON token size limit exceeded`: the message did not fit the buffer
+    /// (reported once it has been skipped to its end, or to a lexical error
+    /// inside it), or it reached QEMU's [`MAX_TOKEN_SIZE`](super::MAX_TOKEN_SIZE)
+    /// of tokens, or one token grew past it (reported at once; the bytes
+    /// after it are read as new input, as QEMU does).
     Oversized {
         /// The size of the message in bytes, as far as it was read.
         len: usize,

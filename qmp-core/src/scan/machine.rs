@@ -63,6 +63,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// connection would.
     pub fn reset(&mut self) {
         self.st = State::new();
+        self.rej = None;
     }
 
     /// The bytes of the message the last [`Framer::feed`] delivered, while
