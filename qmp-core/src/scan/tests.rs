@@ -498,3 +498,61 @@ fn rejected_tells_where_a_bad_reply_stood() {
         (Some(FirstKey::Other), Some(b"5".to_vec()))
     );
 }
+
+#[test]
+fn wide_objects_with_escaped_keys_match_a_reference() {
+    // Objects beyond the small-segment size: heapsort, binary searches and
+    // backward prefix walks, with escaped keys (`\u006b` is `k`) among
+    // plain ones, in buffers that force spills.
+    let mut r = SmallRng::seed_from_u64(0x5ca1e);
+    let runs = if cfg!(miri) { 4 } else { 120 };
+    for t in 0..runs {
+        let n = r.random_range(13..120);
+        let space = if t % 2 == 0 { n * 2 } else { 100_000 };
+        let mut keys: Vec<usize> = (0..n).map(|_| r.random_range(0..space)).collect();
+        if t % 2 == 1 {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        let mut v = b"{\"x\":[1,{\"y\":0}],\"o\":{".to_vec();
+        for (j, k) in keys.iter().enumerate() {
+            if j > 0 {
+                v.push(b',');
+            }
+            let key = if r.random_bool(0.3) {
+                std::format!("\"\\u006b{k}\"")
+            } else {
+                std::format!("\"k{k}\"")
+            };
+            v.extend_from_slice(key.as_bytes());
+            v.push(b':');
+            if r.random_bool(0.2) {
+                v.extend_from_slice(b"{\"a\":[\"}\"],\"b\":\"\\\"\"}");
+            } else {
+                v.push(b'0');
+            }
+        }
+        v.extend_from_slice(b"}}");
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let want = if distinct.len() < keys.len() {
+            err(DUP)
+        } else {
+            msg(&v)
+        };
+        for extra in [0usize, 7, 64, 1 << 12] {
+            let cap = v.len() + extra;
+            let whole = run(&v, cap, FramerConfig::new(), &mut || usize::MAX);
+            assert_eq!(
+                whole,
+                std::vec![want.clone()],
+                "cap {cap}: {}",
+                String::from_utf8_lossy(&v)
+            );
+            let mut c = SmallRng::seed_from_u64(t as u64);
+            let got = run(&v, cap, FramerConfig::new(), &mut || c.random_range(1..40));
+            assert_eq!(got, whole, "chunked, cap {cap}");
+        }
+    }
+}
