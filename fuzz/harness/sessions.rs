@@ -1214,7 +1214,12 @@ pub fn client(data: &[u8]) {
     let mut buf = vec![0u8; buf_len];
     let mut run = ClientRun {
         client: Client::with_config(&mut buf[..], cfg),
-        shadow: Framer::new(vec![0u8; buf_len]),
+        // The client's framer settings (`ClientConfig::new`: duplicate keys
+        // are not checked).
+        shadow: Framer::with_config(
+            vec![0u8; buf_len],
+            FramerConfig::new().with_duplicate_keys(false),
+        ),
         now: 0,
         to_client: Vec::new(),
         pending: BTreeMap::new(),

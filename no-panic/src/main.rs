@@ -220,6 +220,13 @@ pub fn qmp_probe(
             }
             _ => {}
         }
+        // What a rejected message looked like (valid until the next feed).
+        if let Some(r) = framer.rejected() {
+            sum = sum.wrapping_add(usize::from(r.first_key.is_some()));
+            if let Some(id) = r.id {
+                sum = sum.wrapping_add(value_probe(id, scratch));
+            }
+        }
     }
     sum
 }

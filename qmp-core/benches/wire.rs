@@ -14,11 +14,21 @@
 //! `forbid(unsafe_code)`) this is a ceiling for frame + scan; its ratio to
 //! the envelope shows how far any such design could get.
 //!
+//! Framer settings are the ones each side uses: the client's (duplicate
+//! keys not checked, `ClientConfig::new`) for the replies, the agent's
+//! (`FramerConfig::new`, QEMU's rules) for the requests. A row shows the
+//! replies with QEMU's duplicate-key check too, and three adversarial
+//! requests for the agent show that check's worst cases: 100,000 keys in
+//! one object (930 KB) in the agent's 1 MiB buffer and in a buffer it fills
+//! exactly (no free room for the key stack), 20,000 keys sharing a 40-byte
+//! prefix (comparisons read them all), and 1024 nested objects of two
+//! members each.
+//!
 //! Plain harness (no criterion): each case runs for about a second and the
 //! best of five rounds is reported, in MB/s of input.
 
 use qmp_core::message::Inbound;
-use qmp_core::scan::{Frame, Framer};
+use qmp_core::scan::{Frame, Framer, FramerConfig};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::hint::black_box;
@@ -51,8 +61,8 @@ struct Envelope<'a> {
     arguments: Option<&'a RawValue>,
 }
 
-fn ours(data: &[u8], buf: &mut [u8], agent: bool) -> usize {
-    let mut framer = Framer::new(&mut *buf);
+fn ours(data: &[u8], buf: &mut [u8], agent: bool, cfg: FramerConfig) -> usize {
+    let mut framer = Framer::with_config(&mut *buf, cfg);
     let mut n = 0;
     let mut rest = data;
     while !rest.is_empty() {
@@ -169,12 +179,15 @@ fn main() {
         "quote scan",
         "ratio"
     );
-    for (name, data, agent) in [
-        ("qemu-system-7.2.s2c (214KB)", S2C, false),
-        ("qemu-system-7.2.c2s", C2S, true),
-        ("qga-7.2.s2c", qga, false),
+    let client = FramerConfig::new().with_duplicate_keys(false);
+    let agent_cfg = FramerConfig::new();
+    for (name, data, agent, cfg) in [
+        ("qemu-system-7.2.s2c (214KB)", S2C, false, client),
+        ("qemu-system-7.2.c2s", C2S, true, agent_cfg),
+        ("qga-7.2.s2c", qga, false, client),
+        ("s2c, duplicate keys checked", S2C, false, agent_cfg),
     ] {
-        assert!(ours(data, &mut buf, agent) > 0);
+        assert!(ours(data, &mut buf, agent, cfg) > 0);
         let naive = data
             .iter()
             .enumerate()
@@ -185,7 +198,7 @@ fn main() {
             naive,
             "the reference scan finds every quote"
         );
-        let a = measure(data.len(), || ours(data, &mut buf, agent));
+        let a = measure(data.len(), || ours(data, &mut buf, agent, cfg));
         let b = measure(data.len(), || serde_value(data));
         let c = measure(data.len(), || serde_envelope(data));
         let q = measure(data.len(), || quote_scan(black_box(data)));
@@ -193,6 +206,54 @@ fn main() {
             "{name:<28} {a:>10.0} {b:>14.0} {c:>18.0} {:>6.1}x {q:>12.0} {:>6.1}x",
             a / c,
             q / c
+        );
+    }
+    adversarial();
+}
+
+/// `{"execute":"x","arguments":{…}}` with `n` distinct keys (each `prefix`
+/// and a hex number).
+fn wide(n: u32, prefix: &str) -> Vec<u8> {
+    let mut v = b"{\"execute\":\"x\",\"arguments\":{".to_vec();
+    for i in 0..n {
+        if i > 0 {
+            v.push(b',');
+        }
+        v.extend_from_slice(format!("\"{prefix}{i:x}\":0").as_bytes());
+    }
+    v.extend_from_slice(b"}}");
+    v
+}
+
+fn adversarial() {
+    let mut nested = Vec::new();
+    for _ in 0..1024 {
+        nested.extend_from_slice(b"{\"a\":0,\"b\":");
+    }
+    nested.push(b'0');
+    nested.extend(std::iter::repeat_n(b'}', 1024));
+    let long = "k".repeat(40);
+    println!();
+    println!("duplicate-key check, agent settings: one request, ms per request");
+    for (name, data, cap) in [
+        ("100,000 keys, 1 MiB buffer", wide(100_000, ""), 1 << 20),
+        ("100,000 keys, buffer full", wide(100_000, ""), 0),
+        ("20,000 40-byte keys, full", wide(20_000, &long), 0),
+        ("1024 nested objects, full", nested, 0),
+    ] {
+        let mut buf = vec![0u8; if cap == 0 { data.len() } else { cap }];
+        // One message, no error (the keys are distinct).
+        let mut framer = Framer::new(&mut buf[..]);
+        let fed = framer.feed(&data);
+        assert_eq!(fed.consumed, data.len());
+        assert!(matches!(fed.frame, Some(Frame::Message(_))));
+        let mb = measure(data.len(), || {
+            ours(&data, &mut buf, true, FramerConfig::new()) + 1
+        });
+        let ms = data.len() as f64 / mb / 1e3;
+        println!(
+            "{name:<30} {:>8} bytes {ms:>9.2} ms {mb:>8.0} MB/s",
+            data.len()
         );
     }
 }

@@ -620,3 +620,68 @@ fn report_agent_size() {
     println!("size_of::<Agent>() = {size} bytes");
     assert!(size <= 1024, "{size}");
 }
+
+fn generic(desc: &str) -> String {
+    format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{desc}\"}}}}\r\n")
+}
+
+#[test]
+fn qemu_lexer_streamer_parser_rules_exact_replies() {
+    // Each answered as qemu-storage-daemon 10.0.2 answers it (the same
+    // bytes are compared with the real daemon in
+    // qmp-std/tests/conformance_qsd.rs).
+    let dup = generic("JSON parse error, duplicate key");
+    let expecting = generic("JSON parse error, expecting value");
+    let mut input = b"{\"execute\":\"qmp_capabilities\"}".to_vec();
+    let mut expected = String::from("{\"return\": {}}\r\n");
+    // A duplicate key in `arguments`, and deep inside `id`: no `return`
+    // echoing the duplicate, and no id (the request was never parsed).
+    input.extend_from_slice(br#"{"execute":"query-status","arguments":{"a":1,"a":2},"id":3}"#);
+    expected.push_str(&dup);
+    input.extend_from_slice(br#"{"execute":"query-status","id":{"a":1,"b":{"c":1,"c":2}}}"#);
+    expected.push_str(&dup);
+    // Distinct keys at every depth are fine.
+    input.extend_from_slice(br#"{"execute":"query-status","id":{"a":1,"b":{"a":1,"b":2}}}"#);
+    expected.push_str("{\"return\": {}, \"id\": {\"a\": 1, \"b\": {\"a\": 1, \"b\": 2}}}\r\n");
+    // 1025 `[` then 1025 `]`: the depth error, then each `]` on its own.
+    input.extend(std::iter::repeat_n(b'[', 1025));
+    input.extend(std::iter::repeat_n(b']', 1025));
+    expected.push_str(&generic("JSON nesting depth limit exceeded"));
+    expected.push_str(&expecting.repeat(1025));
+    // NUL: C's `%s` ends the token text there.
+    input.extend_from_slice(b"\x00\n\"ab\x00\n");
+    expected.push_str(&generic("JSON parse error, stray ''"));
+    expected.push_str(&generic("JSON parse error, stray '\\\"ab'"));
+    input.extend_from_slice(br#"{"execute":"query-status","id":9}"#);
+    expected.push_str("{\"return\": {}, \"id\": 9}\r\n");
+    assert_eq!(conversation(&input), expected);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "64 MiB of input")]
+fn unterminated_string_past_64_mib_is_cut_and_the_next_command_answered() {
+    // QEMU's lexer cuts a token at 64 MiB + 1 bytes and reports the size
+    // limit; the 100 `a` after the cut are a keyword ended by `{`.
+    let mut input = b"{\"execute\":\"qmp_capabilities\"}{\"execute\":\"x\",\"id\":\"".to_vec();
+    input.extend(std::iter::repeat_n(b'a', (64 << 20) + 100));
+    input.extend_from_slice(br#"{"execute":"query-status","id":1}"#);
+    let expected = [
+        "{\"return\": {}}\r\n".to_string(),
+        generic("JSON token size limit exceeded"),
+        generic(&format!(
+            "JSON parse error, invalid keyword '{}'",
+            "a".repeat(100)
+        )),
+        "{\"return\": {}, \"id\": 1}\r\n".to_string(),
+    ]
+    .concat();
+    for size in [usize::MAX, 1 << 16, 4093] {
+        let mut h = Harness::new();
+        let out = exchange(&mut h.agent(config()), &input, &mut || size);
+        assert_eq!(
+            String::from_utf8_lossy(&out[GREETING.len()..]),
+            expected,
+            "chunks of {size}"
+        );
+    }
+}

@@ -296,7 +296,14 @@ fn pretty_printed_and_escaped_keys_agree() {
             FramerConfig::new().with_max_depth(3),
         ] {
             let whole = check(input, 1 << 12, cfg, 7);
-            assert_eq!(whole.len(), 1, "{whole:?}");
+            let depth = Out::Err(b"JSON nesting depth limit exceeded".to_vec());
+            if cfg.max_depth() == 3 && whole[0] == depth {
+                // Too deep: QEMU's error, then the rest read as new input
+                // (one outcome per stray closer and per scalar).
+                assert!(whole.len() > 1 && whole.iter().filter(|o| **o == depth).count() == 1);
+            } else {
+                assert_eq!(whole.len(), 1, "{whole:?}");
+            }
         }
     }
     // A duplicate top-level key found by the fast path is QEMU's error.

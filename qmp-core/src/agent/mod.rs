@@ -600,7 +600,7 @@ impl<'a, 'b> Agent<'a, 'b> {
             return Err(EmitError::ThrottleSlotsBusy);
         }
         self.core.write_event(write)?;
-        let window = rules.get(rule).map_or(0, |t| t.window_ms());
+        let window = rules.get(usize::from(rule)).map_or(0, |t| t.window_ms());
         self.throttle
             .open(rule, key_hash, now.saturating_add_millis(window));
         Ok(Emitted::Sent)

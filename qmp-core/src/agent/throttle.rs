@@ -10,16 +10,16 @@ use crate::Instant;
 
 #[derive(Clone, Copy)]
 struct Slot {
-    /// Index of the rule; `usize::MAX` when free.
-    rule: usize,
+    /// Index of the rule; `u16::MAX` when free.
+    rule: u16,
     key_hash: u32,
     window_end: Instant,
     /// Length of the pending rendered event in this slot's storage.
-    pending: usize,
+    pending: u32,
 }
 
 const FREE: Slot = Slot {
-    rule: usize::MAX,
+    rule: u16::MAX,
     key_hash: 0,
     window_end: Instant::ZERO,
     pending: 0,
@@ -37,7 +37,7 @@ pub(crate) enum Window {
     /// Not throttled.
     Free,
     /// First in its window: send now, then [`Throttler::open`].
-    First { rule: usize, key_hash: u32 },
+    First { rule: u16, key_hash: u32 },
     /// In a window: replace the pending event.
     Within(usize),
 }
@@ -60,7 +60,13 @@ impl<'b> Throttler<'b> {
 
     /// Where an event named `name` (keyed by `key`) stands.
     pub(crate) fn window(&self, rules: &[Throttle<'_>], name: &str, key: Option<&str>) -> Window {
-        let Some(rule) = rules.iter().position(|t| t.event() == name) else {
+        // Rules past the first 65,535 are not applied.
+        let Some(rule) = rules
+            .iter()
+            .position(|t| t.event() == name)
+            .and_then(|r| u16::try_from(r).ok())
+            .filter(|r| *r != u16::MAX)
+        else {
             return Window::Free;
         };
         let key_hash = key.map_or(0, |k| crate::encode::tdb_hash(k.as_bytes()));
@@ -76,12 +82,12 @@ impl<'b> Throttler<'b> {
 
     /// Whether a window can be opened.
     pub(crate) fn has_free(&self) -> bool {
-        self.slots.iter().any(|s| s.rule == usize::MAX)
+        self.slots.iter().any(|s| s.rule == u16::MAX)
     }
 
     /// Opens a window after the first event of its name went out.
-    pub(crate) fn open(&mut self, rule: usize, key_hash: u32, window_end: Instant) {
-        if let Some(s) = self.slots.iter_mut().find(|s| s.rule == usize::MAX) {
+    pub(crate) fn open(&mut self, rule: u16, key_hash: u32, window_end: Instant) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.rule == u16::MAX) {
             *s = Slot {
                 rule,
                 key_hash,
@@ -101,7 +107,8 @@ impl<'b> Throttler<'b> {
         let region = self.buf.get_mut(i * len..(i + 1) * len).unwrap_or(&mut []);
         let n = write(region)?;
         if let Some(s) = self.slots.get_mut(i) {
-            s.pending = n;
+            // A slot is never 4 GiB: `n` fits.
+            s.pending = u32::try_from(n).unwrap_or(0);
         }
         Ok(())
     }
@@ -110,7 +117,7 @@ impl<'b> Throttler<'b> {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|s| s.rule != usize::MAX)
+            .filter(|s| s.rule != u16::MAX)
             .map(|s| s.window_end)
             .min()
     }
@@ -124,7 +131,7 @@ impl<'b> Throttler<'b> {
             let Some(slot) = self.slots.get(i).copied() else {
                 continue;
             };
-            if slot.rule == usize::MAX || slot.window_end > now {
+            if slot.rule == u16::MAX || slot.window_end > now {
                 continue;
             }
             if slot.pending == 0 {
@@ -133,12 +140,17 @@ impl<'b> Throttler<'b> {
                 }
                 continue;
             }
-            let pending = self.buf.get(i * len..i * len + slot.pending).unwrap_or(&[]);
+            let pending = self
+                .buf
+                .get(i * len..i * len + slot.pending as usize)
+                .unwrap_or(&[]);
             if out.raw(pending).is_err() {
                 // No room yet: retried at the next call.
                 continue;
             }
-            let window = rules.get(slot.rule).map_or(0, |t| t.window_ms());
+            let window = rules
+                .get(usize::from(slot.rule))
+                .map_or(0, |t| t.window_ms());
             if let Some(s) = self.slots.get_mut(i) {
                 s.pending = 0;
                 s.window_end = now.saturating_add_millis(window);

@@ -114,7 +114,9 @@ pub enum Negotiation {
 
 /// QMP client settings. Defaults ([`ClientConfig::new`]): automatic
 /// negotiation, OOB wanted, at most 8 in-band requests owed a reply while
-/// OOB is enabled, QEMU's framing rules.
+/// OOB is enabled, QEMU's framing rules except the duplicate-key check
+/// (a liberal client: QEMU never sends duplicate keys, and the check would
+/// halve the speed on large replies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -138,7 +140,7 @@ impl ClientConfig {
             negotiation: Negotiation::Auto,
             oob: true,
             max_in_band: 8,
-            framer: FramerConfig::new(),
+            framer: FramerConfig::new().with_duplicate_keys(false),
         }
     }
 
@@ -167,7 +169,8 @@ impl ClientConfig {
         self
     }
 
-    /// Sets the framer settings (default [`FramerConfig::new`]).
+    /// Sets the framer settings (default [`FramerConfig::new`] without the
+    /// duplicate-key check).
     #[must_use]
     pub const fn with_framer(mut self, framer: FramerConfig) -> Self {
         self.framer = framer;

@@ -110,23 +110,30 @@ pub enum QgaState {
 }
 
 /// Guest-agent client settings. Defaults ([`QgaConfig::new`]): QEMU's
-/// framing rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// framing rules without the duplicate-key check (a liberal client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub struct QgaConfig {
     framer: FramerConfig,
 }
 
+impl Default for QgaConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl QgaConfig {
     /// The defaults.
     pub const fn new() -> Self {
         QgaConfig {
-            framer: FramerConfig::new(),
+            framer: FramerConfig::new().with_duplicate_keys(false),
         }
     }
 
-    /// Sets the framer settings (default [`FramerConfig::new`]).
+    /// Sets the framer settings (default [`FramerConfig::new`] without the
+    /// duplicate-key check).
     #[must_use]
     pub const fn with_framer(mut self, framer: FramerConfig) -> Self {
         self.framer = framer;

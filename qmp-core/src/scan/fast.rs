@@ -13,7 +13,10 @@
 //! input still gives the same frames: the fast path only changes how fast
 //! they come.
 
-use super::{bit, set_bit, string_run, Framer, Gram, Skip};
+use super::{
+    bit, set_bit, string_run, Framer, Gram, Skip, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE,
+    MAX_TRACKED_MEMBERS,
+};
 
 /// The grammar position, as the fast path keeps it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         } else {
             usize::MAX
         };
+        // Nor may it reach QEMU's token limits, which the general machine
+        // checks token by token (every token is at least one byte).
+        let tokens_left = (MAX_TOKEN_COUNT - self.st.ntok.min(MAX_TOKEN_COUNT)) as usize;
+        let bytes_left = (MAX_TOKEN_SIZE - 1).saturating_sub(self.st.pos - self.st.ws);
+        let room = room.min(tokens_left).min(bytes_left);
         let end = input.len().min(start.saturating_add(room));
         let win = input.get(..end).unwrap_or(&[]);
         // `pos` advances with `i`: pos = i + base (mod 2^n).
@@ -92,11 +100,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // The innermost container is an array; it is the top-level object.
         let mut arr = depth > 0 && bit(&self.arrays, depth - 1);
         let mut top = depth == 1 && !arr;
+        // Tokens and whitespace bytes consumed (QEMU's counts).
+        let mut ntok = 0u32;
+        let mut ws = 0usize;
         'tokens: while let Some(&c) = win.get(i) {
             let mut b = c;
             if at == At::After {
                 if b == b',' {
                     i += 1;
+                    ntok += 1;
                     at = if arr {
                         At::Value { or_end: false }
                     } else {
@@ -116,9 +128,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         self.st.braces -= 1;
                     }
                     i += 1;
+                    ntok += 1;
+                    if !arr && self.dups && self.st.top == depth {
+                        self.st.pos = i.wrapping_add(base);
+                        self.st.depth = depth;
+                        self.st.gram = Gram::CommaOrEnd;
+                        self.dup_close(depth - 1, input, seg, i);
+                        if self.st.err.is_some() {
+                            break;
+                        }
+                    }
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
+                    if !arr && self.member_repeats(depth) {
+                        break;
+                    }
                     if top && !self.fast_member(input, seg, i, base, depth) {
                         at = At::After;
                         break;
@@ -126,6 +151,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     continue;
                 } else if is_ws(b) {
                     i += 1;
+                    ws += 1;
                     continue;
                 } else {
                     break;
@@ -133,6 +159,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             }
             if is_ws(b) {
                 i += 1;
+                ws += 1;
                 // Usually one space: look at once at what follows.
                 let Some(&c) = win.get(i) else { break };
                 if is_ws(c) {
@@ -149,20 +176,34 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                             self.st.key_end = e.wrapping_add(base) - 1;
                             self.st.key_quote = b'"';
                             self.st.key_plain = true;
+                            self.note_first_key();
                         }
                         self.st.quote = b'"';
+                        let key_at = i;
                         i = e;
+                        ntok += 1;
+                        if self.dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
+                            self.st.pos = i.wrapping_add(base);
+                            self.st.depth = depth;
+                            self.st.gram = at.gram();
+                            self.dup_key(depth - 1, key_at.wrapping_add(base), input, seg, i);
+                            if self.st.err.is_some() {
+                                break;
+                            }
+                        }
                         // Usually `": "` follows at once.
                         if win.get(i) != Some(&b':') {
                             at = At::Colon;
                             continue;
                         }
                         i += 1;
+                        ntok += 1;
                         at = At::Value { or_end: false };
                         let Some(&c) = win.get(i) else { break };
                         b = c;
                         if b == b' ' {
                             i += 1;
+                            ws += 1;
                             let Some(&c) = win.get(i) else { break };
                             b = c;
                         }
@@ -176,10 +217,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         }
                         self.st.braces -= 1;
                         i += 1;
+                        ntok += 1;
                         depth -= 1;
                         arr = bit(&self.arrays, depth - 1);
                         top = depth == 1 && !arr;
                         at = At::After;
+                        if !arr && self.member_repeats(depth) {
+                            break;
+                        }
                         if top && !self.fast_member(input, seg, i, base, depth) {
                             break;
                         }
@@ -193,6 +238,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         break;
                     }
                     i += 1;
+                    ntok += 1;
                     at = At::Value { or_end: false };
                     continue;
                 }
@@ -226,6 +272,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     depth += 1;
                     top = false;
                     i += 1;
+                    ntok += 1;
                     continue 'tokens;
                 }
                 b']' if at == (At::Value { or_end: true }) => {
@@ -235,10 +282,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     self.st.brackets -= 1;
                     i += 1;
+                    ntok += 1;
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
                     at = At::After;
+                    if !arr && self.member_repeats(depth) {
+                        break;
+                    }
                     if top && !self.fast_member(input, seg, i, base, depth) {
                         break;
                     }
@@ -259,7 +310,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 _ => break,
             }
             // A scalar value ended at `i`.
+            ntok += 1;
             at = At::After;
+            if !arr && self.member_repeats(depth) {
+                break;
+            }
             if top {
                 self.st.val_start = value_start.wrapping_add(base);
                 if !self.fast_member(input, seg, i, base, depth) {
@@ -269,10 +324,23 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         }
         self.st.pos = i.wrapping_add(base);
         self.st.depth = depth;
+        self.st.ntok += ntok;
+        self.st.ws += ws;
         if self.st.err.is_none() {
             self.st.gram = at.gram();
         }
         i
+    }
+
+    /// A member of the object at depth `depth` is complete: whether its key
+    /// was found to repeat an earlier one (the error is then recorded).
+    #[inline(always)]
+    fn member_repeats(&mut self, depth: u16) -> bool {
+        if self.st.dup_at == depth {
+            self.dup_member_done(depth - 1);
+            return self.st.err.is_some();
+        }
+        false
     }
 
     /// A top-level member's value ended at input `i`: records it (its key

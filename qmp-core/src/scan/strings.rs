@@ -1,0 +1,261 @@
+//! String bodies: escapes, UTF-8 and Unicode validation, and the
+//! word-at-a-time runs of plain bytes.
+
+use super::*;
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+    pub(super) fn begin_string(&mut self, quote: u8) {
+        self.st.lex = Lex::Str;
+        self.st.quote = quote;
+        self.st.str_plain = true;
+        self.st.esc = Esc::None;
+        self.st.u8_need = 0;
+    }
+
+    /// One byte inside a string (already stored at `pos - 1`).
+    pub(super) fn string_byte(&mut self, b: u8) -> StrStep {
+        let at = self.st.pos - 1;
+        let check = self.validating();
+        match self.st.esc {
+            Esc::None => {}
+            Esc::Backslash => {
+                self.st.esc = Esc::None;
+                if !(0x20..=0xFD).contains(&b) {
+                    return StrStep::LexError;
+                }
+                if check {
+                    match b {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'\'' if self.cfg.dialect == Dialect::Qemu => {}
+                        b'u' => {
+                            self.st.esc = Esc::Hex {
+                                n: 0,
+                                cp: 0,
+                                hi: None,
+                            };
+                        }
+                        _ => self.syn(SynKind::InvalidEscape, 0, 0),
+                    }
+                }
+                return StrStep::Continue;
+            }
+            Esc::Hex { n, cp, hi } => {
+                if let Some(v) = hex_val(b) {
+                    let cp = cp << 4 | v;
+                    if n < 3 {
+                        self.st.esc = Esc::Hex { n: n + 1, cp, hi };
+                        return StrStep::Continue;
+                    }
+                    self.st.esc = Esc::None;
+                    match hi {
+                        None if (0xD800..=0xDBFF).contains(&cp) => {
+                            self.st.esc = Esc::PairBackslash { hi: cp };
+                        }
+                        None => {
+                            if !self.valid_cp(cp) {
+                                self.unicode_error(6);
+                            }
+                        }
+                        Some(hi) if (0xDC00..=0xDFFF).contains(&cp) => {
+                            let full = 0x10000 + ((hi & 0x3FF) << 10) + (cp & 0x3FF);
+                            if !self.valid_cp(full) {
+                                self.unicode_error(12);
+                            }
+                        }
+                        Some(_) => self.unicode_error(6),
+                    }
+                    return StrStep::Continue;
+                }
+                // Not a hex digit: QEMU's cvt4hex fails; re-lex the byte.
+                self.unicode_error(6);
+                self.st.esc = Esc::None;
+            }
+            Esc::PairBackslash { hi } => {
+                self.st.esc = Esc::None;
+                if b == b'\\' {
+                    self.st.esc = Esc::PairU { hi };
+                    return StrStep::Continue;
+                }
+                // A lone high surrogate; re-lex the byte.
+                self.unicode_error(6);
+            }
+            Esc::PairU { hi } => {
+                if b == b'u' {
+                    self.st.esc = Esc::Hex {
+                        n: 0,
+                        cp: 0,
+                        hi: Some(hi),
+                    };
+                    return StrStep::Continue;
+                }
+                // `\` then not `u`: a lone surrogate, and the `\` starts an
+                // ordinary escape whose character is `b`.
+                self.unicode_error(6);
+                self.st.esc = Esc::Backslash;
+                return self.string_byte(b);
+            }
+        }
+        // Plain string byte (UTF-8 validation when still checking).
+        if self.st.u8_need > 0 {
+            if b & 0xC0 == 0x80 {
+                self.st.u8_cp = self.st.u8_cp << 6 | u32::from(b & 0x3F);
+                self.st.u8_need -= 1;
+                if self.st.u8_need == 0 && !self.valid_utf8_seq() {
+                    self.syn(SynKind::InvalidUtf8, 0, 0);
+                }
+                return StrStep::Continue;
+            }
+            self.st.u8_need = 0;
+            if self.validating() {
+                self.syn(SynKind::InvalidUtf8, 0, 0);
+            }
+        }
+        if b == self.st.quote {
+            self.close_string(at);
+            return StrStep::End;
+        }
+        if b == b'\\' {
+            self.st.esc = Esc::Backslash;
+            self.st.str_plain = false;
+            self.st.esc_start = at;
+            return StrStep::Continue;
+        }
+        if !(0x20..0xFE).contains(&b) {
+            return StrStep::LexError;
+        }
+        if b >= 0x80 && self.validating() {
+            let (len, bits) = match b {
+                0xC0..=0xDF => (2, b & 0x1F),
+                0xE0..=0xEF => (3, b & 0x0F),
+                0xF0..=0xF7 => (4, b & 0x07),
+                _ => (0, 0),
+            };
+            if len == 0 {
+                self.syn(SynKind::InvalidUtf8, 0, 0);
+            } else {
+                self.st.u8_len = len;
+                self.st.u8_need = len - 1;
+                self.st.u8_cp = u32::from(bits);
+            }
+        }
+        StrStep::Continue
+    }
+
+    fn valid_cp(&self, cp: u32) -> bool {
+        if cp > 0x10FFFF || (0xD800..=0xDFFF).contains(&cp) {
+            return false;
+        }
+        if self.cfg.dialect == Dialect::Qemu
+            && ((0xFDD0..=0xFDEF).contains(&cp) || cp & 0xFFFE == 0xFFFE)
+        {
+            return false;
+        }
+        true
+    }
+
+    fn valid_utf8_seq(&self) -> bool {
+        let cp = self.st.u8_cp;
+        let min = match self.st.u8_len {
+            2 => 0x80,
+            3 => 0x800,
+            _ => 0x10000,
+        };
+        if cp < min {
+            // Overlong; QEMU's modified UTF-8 allows C0 80 for U+0000.
+            return self.cfg.dialect == Dialect::Qemu && cp == 0 && self.st.u8_len == 2;
+        }
+        self.valid_cp(cp)
+    }
+
+    fn unicode_error(&mut self, max: u8) {
+        let start = self.st.esc_start;
+        self.syn(SynKind::InvalidUnicode { max }, start, start);
+    }
+
+    /// The closing quote is at `at`: an invalid `\u` escape's text runs to at
+    /// most the end of this string.
+    pub(super) fn close_string(&mut self, at: usize) {
+        self.st.esc = Esc::None;
+        if let Some(e) = &mut self.st.err {
+            if let SynKind::InvalidUnicode { max } = e.kind {
+                if e.end == e.start {
+                    e.end = (e.start + usize::from(max)).min(at + 1);
+                }
+            }
+        }
+    }
+}
+
+pub(super) enum StrStep {
+    Continue,
+    End,
+    LexError,
+}
+
+fn hex_val(b: u8) -> Option<u32> {
+    char::from(b).to_digit(16)
+}
+
+/// Length of the prefix of a string body that needs no attention: printable
+/// ASCII other than the quote and `\\`. Checked a word at a time; runs
+/// longer than 64 bytes are skipped with `memchr2` and then checked.
+#[inline(always)]
+pub(super) fn string_run(rest: &[u8], quote: u8) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LO: u64 = 0x2020_2020_2020_2020;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let q = ONES * u64::from(quote);
+    let bs = ONES * u64::from(b'\\');
+    let mut n = 0;
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        let xq = x ^ q;
+        let xb = x ^ bs;
+        let special =
+            (xq.wrapping_sub(ONES) & !xq) | (xb.wrapping_sub(ONES) & !xb) | x.wrapping_sub(LO) | x;
+        if special & HI != 0 {
+            // Borrows only run towards more significant bytes, so the
+            // lowest flagged byte is exact.
+            return n + ((special & HI).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+        if n == 64 {
+            let tail = rest.get(n..).unwrap_or(&[]);
+            let stop = memchr::memchr2(quote, b'\\', tail).unwrap_or(tail.len());
+            return n + plain_prefix(tail.get(..stop).unwrap_or(&[]));
+        }
+    }
+    n + rest
+        .get(n..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|&&b| (0x20..0x80).contains(&b) && b != quote && b != b'\\')
+        .count()
+}
+
+/// Length of the prefix of `run` made of printable ASCII (0x20..0x7F),
+/// checked a word at a time.
+fn plain_prefix(run: &[u8]) -> usize {
+    const LO: u64 = 0x2020_2020_2020_2020;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut n = 0;
+    let mut chunks = run.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(w);
+        if (x.wrapping_sub(LO) | x) & HI != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n + run
+        .get(n..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|&&b| (0x20..0x80).contains(&b))
+        .count()
+}
