@@ -58,6 +58,7 @@ enum Out {
     Cancelled,
     Disconnected,
     Oversized(usize),
+    Malformed(String),
 }
 
 fn own(ev: &ClientEvent<'_>) -> Ev {
@@ -89,6 +90,7 @@ fn own_with(ev: &ClientEvent<'_>, light: bool) -> Ev {
                 Outcome::Cancelled => Out::Cancelled,
                 Outcome::Disconnected => Out::Disconnected,
                 Outcome::Oversized { len } => Out::Oversized(len),
+                Outcome::Malformed(e) => Out::Malformed(e.to_string()),
                 _ => panic!("unexpected outcome"),
             },
         ),
@@ -1474,4 +1476,173 @@ mod driver {
             .unwrap();
         assert!(matches!(outcome, Outcome::Timeout));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Malformed replies (hostile-peer case 7): the call a bad message stands for
+// ends with the error that names what was wrong; the session goes on.
+
+/// Feeds `input` whole, byte by byte and in random chunks: the same events.
+fn feed_every_way(make: impl Fn() -> (C<4>, Vec<Token>), input: &[u8]) -> (Vec<Ev>, Vec<Token>) {
+    let (mut c, tokens) = make();
+    let whole = feed(&mut c, 0, input);
+    let (mut c, _) = make();
+    let mut bytewise = Vec::new();
+    for b in input.chunks(1) {
+        bytewise.extend(feed(&mut c, 0, b));
+    }
+    assert_eq!(whole, bytewise);
+    let mut rng = SmallRng::seed_from_u64(3);
+    for _ in 0..10 {
+        let (mut c, _) = make();
+        let mut got = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = rng.random_range(1..64).min(rest.len());
+            got.extend(feed(&mut c, 0, &rest[..n]));
+            rest = &rest[n..];
+        }
+        assert_eq!(whole, got);
+    }
+    (whole, tokens)
+}
+
+fn resolutions(evs: &[Ev]) -> Vec<(u64, Out)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Ev::Resolved(id, o) => Some((*id, o.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_invalid_utf8_reply_ends_its_call_by_in_band_order() {
+    for oob in [false, true] {
+        let make = || {
+            let mut c = ready::<4>(oob);
+            let (t1, _) = exec_raw(&mut c, 0, "query-name", ExecuteOptions::new());
+            let (t2, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+            (c, vec![t1, t2])
+        };
+        let input =
+            b"{\"return\": \"a\xff\xfeb\xc3\x28c\", \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n";
+        let (evs, t) = feed_every_way(make, input);
+        assert_eq!(
+            resolutions(&evs),
+            [
+                (
+                    t[0].id(),
+                    Out::Malformed("JSON parse error, stray '\"a\u{FFFD}'".into())
+                ),
+                (t[1].id(), Out::Return(serde_json::json!({}))),
+            ],
+            "oob {oob}: {evs:?}"
+        );
+        // What the lexer made of the rest of the bad reply: reported, blamed
+        // on nobody.
+        assert!(evs.iter().filter(|e| matches!(e, Ev::Framing(_))).count() >= 1);
+    }
+}
+
+#[test]
+fn a_malformed_reply_with_an_id_ends_the_call_it_names() {
+    let make = || {
+        let mut c = ready::<4>(false);
+        let (t1, _) = exec_raw(&mut c, 0, "query-name", ExecuteOptions::new());
+        let (t2, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+        (c, vec![t1, t2])
+    };
+    // A lone surrogate in the reply to 2, which comes first.
+    let input = b"{\"id\": 2, \"return\": \"\\ud800\"}\r\n{\"return\": {}, \"id\": 1}\r\n";
+    let (evs, t) = feed_every_way(make, input);
+    assert_eq!(
+        resolutions(&evs),
+        [
+            (
+                t[1].id(),
+                Out::Malformed("JSON parse error, \\ud800 is not a valid Unicode character".into())
+            ),
+            (t[0].id(), Out::Return(serde_json::json!({}))),
+        ],
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn a_reply_nested_too_deep_ends_its_call() {
+    let make = || {
+        let mut c = ready::<4>(false);
+        let (t1, _) = exec_raw(&mut c, 0, "query-name", ExecuteOptions::new());
+        let (t2, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+        (c, vec![t1, t2])
+    };
+    let mut input = b"{\"return\": ".to_vec();
+    // Past QEMU's 1024 levels; what follows the error is read as new input
+    // (a 100-deep array, then stray closers): nobody's.
+    input.extend(std::iter::repeat_n(b'[', 1125));
+    input.extend(std::iter::repeat_n(b']', 1125));
+    input.extend_from_slice(b", \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n");
+    let (mut c, t) = make();
+    let evs = feed(&mut c, 0, &input);
+    assert_eq!(
+        resolutions(&evs),
+        [
+            (
+                t[0].id(),
+                Out::Malformed("JSON nesting depth limit exceeded".into())
+            ),
+            (t[1].id(), Out::Return(serde_json::json!({}))),
+        ]
+    );
+}
+
+#[test]
+fn a_bad_event_or_a_bad_message_of_no_shape_blames_nobody() {
+    let mut c = client::<4>(256, ClientConfig::new());
+    feed(&mut c, 0, GREETING_NO_OOB);
+    let mut out = [0u8; 128];
+    c.poll_transmit(&mut out).unwrap().unwrap();
+    feed(&mut c, 0, b"{\"return\": {}}\r\n");
+    let (t1, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+    let huge_event = format!(
+        "{{\"event\": \"X\", \"data\": \"{}\", \"timestamp\": {{\"seconds\": 1, \"microseconds\": 2}}}}\r\n",
+        "x".repeat(500)
+    );
+    let mut input = huge_event.into_bytes();
+    input.extend_from_slice(
+        b"{\"event\": \"Y\", \"data\": \"\x01\"}\r\n[\"\xff\"]\r\n{\"return\": {}, \"id\": 1}\r\n",
+    );
+    let evs = feed(&mut c, 0, &input);
+    assert_eq!(
+        resolutions(&evs),
+        [(t1.id(), Out::Return(serde_json::json!({})))],
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn an_oversized_reply_still_ends_its_call() {
+    let mut c = client::<4>(256, ClientConfig::new());
+    feed(&mut c, 0, GREETING_NO_OOB);
+    let mut out = [0u8; 128];
+    c.poll_transmit(&mut out).unwrap().unwrap();
+    feed(&mut c, 0, b"{\"return\": {}}\r\n");
+    let (t1, _) = exec_raw(&mut c, 0, "query-qmp-schema", ExecuteOptions::new());
+    let (t2, _) = exec_raw(&mut c, 0, "query-status", ExecuteOptions::new());
+    // The reply's id comes after the part that fits: in-band order.
+    let mut input = b"{\"return\": [".to_vec();
+    for i in 0..10_000 {
+        input.extend_from_slice(format!("{{\"name\": \"n{i}\"}}, ").as_bytes());
+    }
+    input.extend_from_slice(b"{}], \"id\": 1}\r\n{\"return\": {}, \"id\": 2}\r\n");
+    let evs = feed(&mut c, 0, &input);
+    let len = input.len() - b"\r\n{\"return\": {}, \"id\": 2}\r\n".len();
+    assert_eq!(
+        resolutions(&evs),
+        [
+            (t1.id(), Out::Oversized(len)),
+            (t2.id(), Out::Return(serde_json::json!({})))
+        ]
+    );
 }

@@ -88,6 +88,7 @@ enum Ev {
     Cancelled(Token),
     Disconnected(Token),
     Oversized(Token, usize),
+    Malformed(Token, String),
     Unmatched(String),
     Orphan(String, String),
     Discarded(String),
@@ -108,6 +109,7 @@ fn own(ev: ClientEvent<'_>) -> Ev {
             Outcome::Cancelled => Ev::Cancelled(token),
             Outcome::Disconnected => Ev::Disconnected(token),
             Outcome::Oversized { len } => Ev::Oversized(token, len),
+            Outcome::Malformed(e) => Ev::Malformed(token, e.to_string()),
             other => panic!("unexpected outcome {other:?}"),
         },
         ClientEvent::Unmatched { message, .. } => Ev::Unmatched(text(message.as_bytes())),
@@ -234,7 +236,7 @@ impl H {
 fn resolves(e: &Ev, token: Token) -> bool {
     matches!(e,
         Ev::Return(t, _) | Ev::Error(t, ..) | Ev::Timeout(t) | Ev::Cancelled(t)
-        | Ev::Disconnected(t) | Ev::Oversized(t, _) if *t == token)
+        | Ev::Disconnected(t) | Ev::Oversized(t, _) | Ev::Malformed(t, _) if *t == token)
 }
 
 /// Every chunking: whole, 1 byte, and 200 random ones.
@@ -955,6 +957,37 @@ fn replies_match_by_id_only() {
                 Ev::Unmatched("{\"return\": {\"bad\": 3}, \"id\": 99}".into()),
                 Ev::Return(t, "1795285339653786000".into()),
             ]
+        );
+    }
+}
+
+/// Hostile-peer case 7 for the guest agent: a malformed reply ends the
+/// command its id names (or, id-less, the oldest waiting one when it stood
+/// where a reply must be); the session goes on.
+#[test]
+fn a_malformed_reply_ends_its_command() {
+    let stream = b"\xff{\"return\": 5}\n\
+        {\"id\": 2, \"return\": \"a\xff\"}\n\
+        {\"return\": {}, \"id\": 1}\n\
+        {\"return\": \"\\ud800\"}\n";
+    for sizes in chunkings() {
+        let mut h = H::new(stream, sizes);
+        let s = h.sync(5, 1000);
+        h.until(s);
+        let a = h.exec("guest-ping", None);
+        let b = h.exec("guest-info", None);
+        let c = h.exec("guest-get-time", None);
+        assert_eq!(
+            h.until(b),
+            Ev::Malformed(b, "JSON parse error, stray '\"a\u{FFFD}'".into())
+        );
+        assert_eq!(h.until(a), Ev::Return(a, "{}".into()));
+        assert_eq!(
+            h.until(c),
+            Ev::Malformed(
+                c,
+                "JSON parse error, \\ud800 is not a valid Unicode character".into()
+            )
         );
     }
 }

@@ -570,3 +570,57 @@ fn help_documents_every_timeout_and_bound() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Malformed and id-less replies (hostile-peer cases 6 and 7)
+
+/// After negotiation, the peer answers the command with `reply` and then
+/// stays silent: `exec` ends at once with exit `code` and `err`.
+fn exec_ends_on_reply(reply: &'static [u8], code: i32, err: &str) {
+    let dir = TempDir::new("hostile");
+    let path = peer(&dir, move |mut s| {
+        negotiate(&mut s);
+        read_until(&mut s, b"query-status");
+        s.write_all(reply).unwrap();
+        silent(s);
+    });
+    let (out, took) = qmp(&["--unix", sock(&path), "exec", "query-status"]);
+    assert_eq!(text(&out.stderr), err);
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(AT_ONCE.contains(&took), "took {took:?}");
+}
+
+/// An id-less error is the oldest in-band request's (QEMU queues parse
+/// errors in order with in-band requests): a QMP error, exit 1.
+#[test]
+fn exec_ends_on_an_id_less_error() {
+    exec_ends_on_reply(
+        b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n",
+        1,
+        "GenericError: JSON parse error, expecting value\n",
+    );
+}
+
+/// A reply the framer rejects ends its call with a protocol error naming
+/// what was wrong, exit 2.
+#[test]
+fn exec_ends_on_a_malformed_reply() {
+    exec_ends_on_reply(
+        b"{\"return\": \"a\xff\xfeb\xc3\x28c\", \"id\": 1}\r\n",
+        2,
+        "qmp: protocol error: malformed reply to 'query-status': JSON parse error, stray '\"a\u{FFFD}'\n",
+    );
+    exec_ends_on_reply(
+        b"{\"id\": 1, \"return\": \"\\ud800\"}\r\n",
+        2,
+        "qmp: protocol error: malformed reply to 'query-status': JSON parse error, \\ud800 is not a valid Unicode character\n",
+    );
+    let mut deep = b"{\"return\": ".to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    exec_ends_on_reply(
+        Box::leak(deep.into_boxed_slice()),
+        2,
+        "qmp: protocol error: malformed reply to 'query-status': JSON nesting depth limit exceeded\n",
+    );
+}

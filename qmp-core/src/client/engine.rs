@@ -17,7 +17,7 @@ use super::pending::{Ended, Kind, Slot, Table};
 use super::{ClientEvent, ExecuteError, ExecuteOptions, Outcome, Token};
 use crate::encode::{self, Style, WriteJson};
 use crate::message::Inbound;
-use crate::scan::{Frame, FrameError, Framer, FramerConfig};
+use crate::scan::{FirstKey, Frame, FrameError, Framer, FramerConfig};
 use crate::Instant;
 
 /// What a frame means, as the dialect routed it.
@@ -220,6 +220,34 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
             None => self.table.owe(id, kind),
         }
         Ok((Token(id), prefix + n))
+    }
+}
+
+/// Whom a message the framer rejected stands for.
+pub(crate) enum Blame {
+    /// Its own `id`, read before the error (`None`: not one of our integer
+    /// ids).
+    Id(Option<u64>),
+    /// No id, but it stood where a reply must be: its first member is
+    /// `return` or `error`, or it was too large to tell.
+    Reply,
+    /// An event, a greeting, or anything else: nobody's reply.
+    Nobody,
+}
+
+/// What the message just rejected by `framer` stands for.
+pub(crate) fn blame<B: AsRef<[u8]> + AsMut<[u8]>>(framer: &Framer<B>, e: &FrameError<'_>) -> Blame {
+    let rejected = framer.rejected();
+    if let Some(id) = rejected.and_then(|r| r.id) {
+        return Blame::Id(id.as_u64());
+    }
+    match rejected.and_then(|r| r.first_key) {
+        Some(FirstKey::Return | FirstKey::Error) => Blame::Reply,
+        Some(_) => Blame::Nobody,
+        // Its first key was never read: only a message too large to read
+        // may still be a reply.
+        None if matches!(e, FrameError::Oversized { .. }) => Blame::Reply,
+        None => Blame::Nobody,
     }
 }
 

@@ -78,7 +78,7 @@ use core::fmt;
 use crate::encode::{self, EncodeError, Ser, Style, Verbatim, WriteJson};
 use crate::json::RawJson;
 use crate::message::Inbound;
-use crate::scan::{Frame, FrameError, Framer, FramerConfig};
+use crate::scan::{Frame, Framer, FramerConfig};
 use crate::{Instant, InsufficientSize};
 
 mod command;
@@ -95,7 +95,7 @@ pub use event::ClientEvent;
 pub use options::{ExecuteError, ExecuteOptions};
 pub use outcome::{CallError, DecodeError, Outcome, Token};
 
-use engine::{Core, Route};
+use engine::{Blame, Core, Route};
 use pending::{InBand, Table};
 
 /// Who sends `qmp_capabilities`.
@@ -581,7 +581,7 @@ impl Qmp {
     ) -> Route {
         match framer.last_frame() {
             Some(Frame::Message(m)) => self.route_message(table, m.classify()),
-            Some(Frame::Error(e)) => self.route_error(table, &e),
+            Some(Frame::Error(e)) => self.route_error(table, engine::blame(framer, &e)),
             None => Route::Unknown,
         }
     }
@@ -623,18 +623,25 @@ impl Qmp {
         }
     }
 
-    /// A frame error: the reply in-band order expects, if no OOB reply could
-    /// stand there instead.
-    fn route_error<const N: usize>(&mut self, table: &mut Table<N>, e: &FrameError<'_>) -> Route {
-        // Only a message that stood where a reply must be is blamed on a
-        // request: one too large to read.
-        let reply_shaped = matches!(e, FrameError::Oversized { .. });
-        if !reply_shaped || self.caps == Caps::Sent || table.oob_owed() {
-            return Route::Framing;
-        }
-        match table.next_in_band() {
-            InBand::Waiting(i) => self.replied(table, i, false),
-            InBand::Owed | InBand::Nothing => Route::Framing,
+    /// A malformed message: the reply of the request its own id names, or
+    /// the reply in-band order expects when it stood where a reply must be
+    /// and no OOB reply could stand there instead; otherwise nobody's.
+    fn route_error<const N: usize>(&mut self, table: &mut Table<N>, blame: Blame) -> Route {
+        match blame {
+            Blame::Id(Some(id)) => match table.find_waiting(id) {
+                Some(i) => self.replied(table, i, false),
+                None => {
+                    table.settle_owed(id);
+                    Route::Framing
+                }
+            },
+            Blame::Reply if self.caps != Caps::Sent && !table.oob_owed() => {
+                match table.next_in_band() {
+                    InBand::Waiting(i) => self.replied(table, i, false),
+                    InBand::Owed | InBand::Nothing => Route::Framing,
+                }
+            }
+            _ => Route::Framing,
         }
     }
 

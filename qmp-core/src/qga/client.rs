@@ -83,7 +83,7 @@
 use core::fmt;
 
 use super::DELIMITER;
-use crate::client::engine::{Core, Route};
+use crate::client::engine::{self, Blame, Core, Route};
 use crate::client::outcome::SYNC_BIT;
 use crate::client::pending::{Ended, Kind, Slot, Table};
 use crate::client::{ClientEvent, Command, ExecuteError, ExecuteOptions, Token};
@@ -582,7 +582,7 @@ impl Qga {
     ) -> Option<Route> {
         match framer.last_frame()? {
             Frame::Message(m) => Some(self.route_message(table, m.classify())),
-            Frame::Error(e) => self.route_error(table, &e),
+            Frame::Error(e) => self.route_error(table, &e, engine::blame(framer, &e)),
         }
     }
 
@@ -629,6 +629,7 @@ impl Qga {
         &mut self,
         table: &mut Table<N>,
         e: &FrameError<'_>,
+        blame: Blame,
     ) -> Option<Route> {
         if let FrameError::Stray { token } = e {
             if token.last() == Some(&DELIMITER) {
@@ -639,16 +640,21 @@ impl Qga {
                 }
             }
         }
-        if let FrameError::Oversized { .. } = e {
-            if self.sync.is_none() {
-                if let Some(i) = table.oldest_waiting(|s| s.kind != Kind::Sync) {
-                    if let Some(slot) = table.take_replied(i) {
-                        return Some(Route::Resolved(Token(slot.id)));
-                    }
-                }
-            }
+        if self.sync.is_some() {
+            return Some(Route::Framing);
         }
-        Some(Route::Framing)
+        // A malformed reply ends the command its id names; without an id,
+        // the oldest waiting one when it stood where a reply must be
+        // (qemu-ga answers in order).
+        let waiting = match blame {
+            Blame::Id(Some(id)) => table.find_waiting(id),
+            Blame::Reply => table.oldest_waiting(|s| s.kind != Kind::Sync),
+            Blame::Id(None) | Blame::Nobody => None,
+        };
+        match waiting.and_then(|i| table.take_replied(i)) {
+            Some(slot) => Some(Route::Resolved(Token(slot.id))),
+            None => Some(Route::Framing),
+        }
     }
 }
 
