@@ -1,7 +1,7 @@
 //! `%.17g` against C's printf, and numbers re-printed the QEMU way.
 
 use super::{qemu, text};
-use crate::encode::write_g17;
+use crate::encode::number::write_g17;
 use crate::encode::{JsonWriter, Style};
 use std::string::String;
 

@@ -1,7 +1,7 @@
 //! QDict buckets of known keys, plain and escaped.
 
 use super::raw;
-use crate::encode::json_str_bucket;
+use crate::encode::qdict::json_str_bucket;
 use crate::encode::qdict_bucket;
 
 #[test]

@@ -2,7 +2,7 @@
 //! its member-by-member fallback; deep nesting; malformed input.
 
 use super::{qemu, qemu_once, raw};
-use crate::encode::ORDER_SLOTS;
+use crate::encode::reserialise::ORDER_SLOTS;
 use crate::encode::{qdict_bucket, write_value_qemu, Style};
 use std::string::String;
 use std::vec;
