@@ -1,5 +1,7 @@
 //! The serde `Serializer` behind [`Ser`]: QEMU's escaping and number
 //! format, members in field order.
+//!
+//! [`Ser`]: super::Ser
 
 use core::fmt::{self, Write as _};
 use serde::ser::{self, Serialize};
@@ -34,6 +36,23 @@ struct Compound<'w, 'b> {
 }
 
 impl Compound<'_, '_> {
+    /// An array element: the separator, then the value.
+    fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
+        self.w.prefix();
+        value.serialize(ValueSer { w: self.w })
+    }
+
+    /// A struct field: the separator, the quoted key and the colon, then
+    /// the value.
+    fn field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        self.w.key(key.as_bytes());
+        value.serialize(ValueSer { w: self.w })
+    }
+
     fn end_with(self, closer: u8) -> Result<(), EncodeError> {
         self.w.close(closer);
         if self.variant {
@@ -239,49 +258,31 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.w.prefix();
-        value.serialize(ValueSer { w: self.w })
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b']')
-    }
+/// The serde compound traits that differ only in the name of their method
+/// and in their closer: each forwards to [`Compound::element`] or
+/// [`Compound::field`].
+macro_rules! compound {
+    ($($trait:ident::$method:ident($($arg:ident: $ty:ty),*) => $helper:ident, $closer:literal;)*) => {$(
+        impl ser::$trait for Compound<'_, '_> {
+            type Ok = ();
+            type Error = EncodeError;
+            fn $method<T: ?Sized + Serialize>(&mut self, $($arg: $ty),*) -> Result<(), EncodeError> {
+                self.$helper($($arg),*)
+            }
+            fn end(self) -> Result<(), EncodeError> {
+                self.end_with($closer)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b']')
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b']')
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
-        ser::SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b']')
-    }
+compound! {
+    SerializeSeq::serialize_element(value: &T) => element, b']';
+    SerializeTuple::serialize_element(value: &T) => element, b']';
+    SerializeTupleStruct::serialize_field(value: &T) => element, b']';
+    SerializeTupleVariant::serialize_field(value: &T) => element, b']';
+    SerializeStruct::serialize_field(key: &'static str, value: &T) => field, b'}';
+    SerializeStructVariant::serialize_field(key: &'static str, value: &T) => field, b'}';
 }
 
 impl ser::SerializeMap for Compound<'_, '_> {
@@ -292,37 +293,6 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
         value.serialize(ValueSer { w: self.w })
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b'}')
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        self.w.key(key.as_bytes());
-        value.serialize(ValueSer { w: self.w })
-    }
-    fn end(self) -> Result<(), EncodeError> {
-        self.end_with(b'}')
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = EncodeError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        ser::SerializeStruct::serialize_field(self, key, value)
     }
     fn end(self) -> Result<(), EncodeError> {
         self.end_with(b'}')
