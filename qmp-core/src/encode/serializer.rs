@@ -74,6 +74,22 @@ impl fmt::Write for EscapeFmt<'_, '_> {
     }
 }
 
+impl<'w, 'b> ValueSer<'w, 'b> {
+    /// Opens an array or object (`opener`), inside `{"variant": ` when
+    /// `variant` is given (closed again by [`Compound::end_with`]).
+    fn compound(self, variant: Option<&str>, opener: u8) -> Compound<'w, 'b> {
+        if let Some(variant) = variant {
+            self.w.open(b'{');
+            self.w.key(variant.as_bytes());
+        }
+        self.w.open(opener);
+        Compound {
+            w: self.w,
+            variant: variant.is_some(),
+        }
+    }
+}
+
 impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
     type Ok = ();
     type Error = EncodeError;
@@ -190,11 +206,7 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
         Ok(())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'w, 'b>, EncodeError> {
-        self.w.open(b'[');
-        Ok(Compound {
-            w: self.w,
-            variant: false,
-        })
+        Ok(self.compound(None, b'['))
     }
     fn serialize_tuple(self, len: usize) -> Result<Compound<'w, 'b>, EncodeError> {
         self.serialize_seq(Some(len))
@@ -213,20 +225,10 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'w, 'b>, EncodeError> {
-        self.w.open(b'{');
-        self.w.key(variant.as_bytes());
-        self.w.open(b'[');
-        Ok(Compound {
-            w: self.w,
-            variant: true,
-        })
+        Ok(self.compound(Some(variant), b'['))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'w, 'b>, EncodeError> {
-        self.w.open(b'{');
-        Ok(Compound {
-            w: self.w,
-            variant: false,
-        })
+        Ok(self.compound(None, b'{'))
     }
     fn serialize_struct(
         self,
@@ -242,13 +244,7 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'w, 'b>, EncodeError> {
-        self.w.open(b'{');
-        self.w.key(variant.as_bytes());
-        self.w.open(b'{');
-        Ok(Compound {
-            w: self.w,
-            variant: true,
-        })
+        Ok(self.compound(Some(variant), b'{'))
     }
     fn collect_str<T: ?Sized + fmt::Display>(self, value: &T) -> Result<(), EncodeError> {
         self.w.put_byte(b'"');
