@@ -74,6 +74,15 @@ impl fmt::Write for EscapeFmt<'_, '_> {
     }
 }
 
+/// Integers of up to 64 bits print as they are.
+macro_rules! display_ints {
+    ($($name:ident($ty:ty)),* $(,)?) => {
+        $(fn $name(self, v: $ty) -> Result<(), EncodeError> {
+            write_display(self.w, v)
+        })*
+    };
+}
+
 impl<'w, 'b> ValueSer<'w, 'b> {
     /// Opens an array or object (`opener`), inside `{"variant": ` when
     /// `variant` is given (closed again by [`Compound::end_with`]).
@@ -104,32 +113,18 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
         v.write_json(self.w)
     }
-    fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
+    display_ints!(
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+    );
     fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
         int128(self.w, v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
-        write_display(self.w, v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        write_display(self.w, v)
     }
     fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
         match u64::try_from(v) {
