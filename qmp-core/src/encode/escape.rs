@@ -143,6 +143,7 @@ pub(super) fn escape_pieces(w: &mut JsonWriter<'_>, pieces: &[&[u8]]) {
 }
 
 /// Escapes the decoded value of a peer's string (without quotes).
+#[inline]
 pub(super) fn escape_json_str_body(w: &mut JsonWriter<'_>, s: JsonStr<'_>) {
     for fragment in s.fragments() {
         match fragment {

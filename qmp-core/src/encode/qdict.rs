@@ -39,6 +39,7 @@ impl TdbHash {
 
 /// Bucket of a peer's key: hashed over its unescaped bytes as QEMU stores
 /// them (modified UTF-8: `\u0000` is `C0 80`).
+#[inline]
 pub(crate) fn json_str_bucket(key: JsonStr<'_>) -> u32 {
     if !key.has_escapes() {
         // Literal bytes are stored as they are.

@@ -35,7 +35,11 @@ impl fmt::Debug for JsonWriter<'_> {
 
 const SPACES: &[u8; 32] = b"                                ";
 
+// The small methods are `#[inline]`: their callers are in the other files of
+// this module, so in other codegen units, and without it the re-serialiser
+// and the envelopes measured 4-20% slower than when all was one file.
 impl<'b> JsonWriter<'b> {
+    #[inline]
     pub(super) fn new(out: &'b mut [u8], style: Style) -> Self {
         JsonWriter {
             out,
@@ -46,6 +50,7 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
+    #[inline]
     pub(super) fn put(&mut self, bytes: &[u8]) {
         let end = self.len.saturating_add(bytes.len());
         if let Some(dst) = self.out.get_mut(self.len..end) {
@@ -56,6 +61,7 @@ impl<'b> JsonWriter<'b> {
         self.len = end;
     }
 
+    #[inline]
     pub(super) fn put_byte(&mut self, b: u8) {
         if let Some(dst) = self.out.get_mut(self.len) {
             *dst = b;
@@ -63,6 +69,7 @@ impl<'b> JsonWriter<'b> {
         self.len = self.len.saturating_add(1);
     }
 
+    #[inline]
     fn line_break(&mut self) {
         let nl: &[u8] = match self.style.line_ending {
             LineEnding::CrLf => b"\r\n",
@@ -72,6 +79,7 @@ impl<'b> JsonWriter<'b> {
     }
 
     /// QEMU's `pretty_newline`.
+    #[inline]
     fn newline(&mut self) {
         if self.style.layout != Layout::Pretty {
             return;
@@ -103,6 +111,7 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
+    #[inline]
     pub(super) fn colon(&mut self) {
         match self.style.layout {
             Layout::Minimal => self.put_byte(b':'),
@@ -110,6 +119,7 @@ impl<'b> JsonWriter<'b> {
         }
     }
 
+    #[inline]
     pub(crate) fn open(&mut self, c: u8) {
         self.put_byte(c);
         self.depth += 1;
@@ -130,24 +140,28 @@ impl<'b> JsonWriter<'b> {
         self.colon();
     }
 
+    #[inline]
     pub(crate) fn quoted(&mut self, s: &[u8]) {
         self.put_byte(b'"');
         escape_pieces(self, &[s]);
         self.put_byte(b'"');
     }
 
+    #[inline]
     pub(super) fn quoted_json_str(&mut self, s: JsonStr<'_>) {
         self.put_byte(b'"');
         escape_json_str_body(self, s);
         self.put_byte(b'"');
     }
 
+    #[inline]
     pub(super) fn end_message(&mut self) {
         if self.style.line_ending != LineEnding::None {
             self.line_break();
         }
     }
 
+    #[inline]
     pub(super) fn finish(self) -> Result<usize, EncodeError> {
         if self.len <= self.out.len() {
             Ok(self.len)
