@@ -808,7 +808,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
     /// its own message if they are still queued).
     ///
     /// # Errors
-    /// [`EncodeError::BufferTooSmall`]; the message stays queued.
+    /// [`EncodeError::InsufficientSize`]; the message stays queued.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
         if self.s.caps != Caps::Queued {
             return Ok(None);

@@ -544,7 +544,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
     /// (and whenever convenient: it returns `None` when nothing waits).
     ///
     /// # Errors
-    /// [`EncodeError::BufferTooSmall`] with the size needed; the bytes stay
+    /// [`EncodeError::InsufficientSize`] with the size needed; the bytes stay
     /// queued.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
         let Some(sync) = self
