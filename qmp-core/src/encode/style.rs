@@ -1,0 +1,70 @@
+//! Output style: [`Style`], its spacing ([`Layout`]) and its line ending
+//! ([`LineEnding`]).
+
+/// Spacing between tokens.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Layout {
+    /// QEMU's compact output: `": "` and `", "`, no other spaces.
+    Compact,
+    /// No spaces at all, like python `qemu.qmp` (`{"execute":"x"}`).
+    Minimal,
+    /// QEMU's pretty output (`pretty=on`): a newline and 4 spaces per depth
+    /// after `{`, `[` and `,`, and before every closer.
+    Pretty,
+}
+
+/// What ends each line (and each message).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LineEnding {
+    /// Nothing after the message (python `qemu.qmp` commands). Pretty
+    /// output then uses `\n` inside the message.
+    None,
+    /// `\n` (the guest agent).
+    Lf,
+    /// `\r\n` (QMP: every `\n`, inside pretty messages too).
+    CrLf,
+}
+
+/// Output style of every writer in this module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Style {
+    /// Spacing.
+    pub layout: Layout,
+    /// Line ending: appended after each message, and used for the newlines
+    /// of pretty output.
+    pub line_ending: LineEnding,
+}
+
+impl Style {
+    /// QMP server output: compact, `\r\n`.
+    pub const QMP: Style = Style {
+        layout: Layout::Compact,
+        line_ending: LineEnding::CrLf,
+    };
+    /// QMP server output with `pretty=on`.
+    pub const QMP_PRETTY: Style = Style {
+        layout: Layout::Pretty,
+        line_ending: LineEnding::CrLf,
+    };
+    /// Guest-agent output: compact, `\n`.
+    pub const QGA: Style = Style {
+        layout: Layout::Compact,
+        line_ending: LineEnding::Lf,
+    };
+    /// Client commands like python `qemu.qmp`: no spaces, no line ending.
+    pub const CLIENT: Style = Style {
+        layout: Layout::Minimal,
+        line_ending: LineEnding::None,
+    };
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Style::QMP
+    }
+}
