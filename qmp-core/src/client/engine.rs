@@ -54,6 +54,9 @@ pub(crate) struct Core<B, const N: usize> {
     held: Option<(Route, u64)>,
     /// End of stream seen: input is discarded.
     pub(crate) closed: bool,
+    /// The wire id of the next command: 1, 2, 3, … (never with the top bit,
+    /// which marks guest-agent sync tokens).
+    next_id: u64,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
@@ -63,6 +66,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
             table: Table::new(),
             held: None,
             closed: false,
+            next_id: 1,
         }
     }
 
@@ -171,15 +175,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
         self.closed = true;
     }
 
-    /// Writes `name` (with `args`, `exec-oob` if asked) with the integer id
-    /// `id` into `out` after `prefix` bytes already written there, and
+    /// Writes `name` (with `args`, `exec-oob` if asked) with the next
+    /// integer id into `out` after `prefix` bytes already written there, and
     /// registers it (unless no reply is awaited: then it is only owed).
     /// Returns the token and the total length.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn submit(
         &mut self,
         now: Instant,
-        id: u64,
         name: &str,
         args: Option<&dyn WriteJson>,
         opts: ExecuteOptions,
@@ -191,6 +194,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
             true => Some(self.table.free().ok_or(ExecuteError::TooManyInFlight)?),
             false => None,
         };
+        let id = self.next_id;
         let rest = out.get_mut(prefix..).unwrap_or(&mut []);
         let n = match encode::write_command(
             rest,
@@ -219,8 +223,37 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
                 .insert(i, Slot::new(id, kind, opts.deadline_from(now), caps)),
             None => self.table.owe(id, kind),
         }
+        self.next_id = (id + 1) & !super::outcome::SYNC_BIT;
         Ok((Token(id), prefix + n))
     }
+}
+
+/// What a client dialect (QMP, the guest agent) decides around the shared
+/// engine: whether a command may go out, what goes in front of it, and what
+/// sending it or giving a request up changes in the dialect's state.
+pub(crate) trait Dialect {
+    /// Whether a command may be sent now; writes what must precede it into
+    /// `to.out` (QMP: the queued automatic `qmp_capabilities`) and returns
+    /// its length — or the length it needs when it did not fit, then
+    /// `false`.
+    fn admit(&mut self, to: Admit<'_>) -> Result<(usize, bool), ExecuteError>;
+
+    /// A command was written (`command`: its bytes) and registered as
+    /// `token`, behind a prefix `admit` wrote when `prefixed`. `Some(oob)`:
+    /// it is a manual `qmp_capabilities` (enabling OOB or not), which the
+    /// table remembers until its reply.
+    fn sent(&mut self, token: Token, command: &[u8], prefixed: bool) -> Option<bool>;
+
+    /// A request was given up on (timed out or cancelled).
+    fn forget(&mut self, slot: &Slot, ended: Ended);
+}
+
+/// What a dialect sees of a command about to be sent.
+pub(crate) struct Admit<'a> {
+    pub(crate) options: &'a ExecuteOptions,
+    /// In-band requests owed a reply (not counted for an OOB command).
+    pub(crate) in_band_owed: usize,
+    pub(crate) out: &'a mut [u8],
 }
 
 /// Whom a message the framer rejected stands for.
@@ -296,3 +329,204 @@ fn view(route: Route, frame: Option<Frame<'_>>) -> ClientEvent<'_> {
         _ => ClientEvent::Unknown(raw),
     }
 }
+
+/// The QMP and guest-agent client types and the calls they share, written
+/// once for each: `$ty` is the engine's `Core` and a `$dialect`
+/// ([`Dialect`], with a `state` field saying where the session is, made by
+/// `$dialect::new($config)`); `$n` is the default number of slots.
+macro_rules! client_calls {
+    (
+        $(#[$meta:meta])*
+        pub struct $ty:ident(dialect: $dialect:ident, config: $config:ident, state: $state:ty, slots: $n:literal);
+    ) => {
+        $(#[$meta])*
+        pub struct $ty<B, const N: usize = $n> {
+            core: $crate::client::engine::Core<B, N>,
+            dialect: $dialect,
+        }
+
+        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> core::fmt::Debug for $ty<B, N> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("state", &self.dialect.state)
+                    .field("in_flight", &self.in_flight())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<B: AsRef<[u8]> + AsMut<[u8]>> $ty<B> {
+            #[doc = concat!("A client with [`", stringify!($config), "::new`] and room for ", stringify!($n), " pending requests.")]
+            pub fn new(buf: B) -> Self {
+                Self::with_config(buf, $config::new())
+            }
+        }
+
+        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> $ty<B, N> {
+            /// A client with the given settings.
+            pub fn with_config(buf: B, cfg: $config) -> Self {
+                $ty {
+                    core: $crate::client::engine::Core::new(buf, cfg.framer()),
+                    dialect: $dialect::new(cfg),
+                }
+            }
+
+            /// Where the session is.
+            pub fn state(&self) -> $state {
+                self.dialect.state
+            }
+
+            /// Requests waiting for a reply (a guest-agent sync not counted).
+            pub fn in_flight(&self) -> usize {
+                self.core
+                    .table
+                    .waiting(|s| s.kind != $crate::client::pending::Kind::Sync)
+            }
+
+            /// Whether `token` is waiting for its outcome.
+            pub fn is_pending(&self, token: $crate::client::Token) -> bool {
+                self.core.table.find_waiting(token.0).is_some()
+            }
+
+            /// Whether [`poll_event`](Self::poll_event) has something.
+            pub fn has_event(&self) -> bool {
+                self.core.has_event()
+            }
+
+            /// Whether the next [`poll_event`](Self::poll_event) is the
+            /// resolution of `token` (lets a driver return that event
+            /// without borrowing in a loop).
+            pub fn next_event_resolves(&self, token: $crate::client::Token) -> bool {
+                self.core.next_event_resolves(token)
+            }
+
+            /// Whether `token` is pending or its resolution is still to be
+            /// polled.
+            #[cfg_attr(
+                not(any(feature = "embedded-io", feature = "embedded-io-async")),
+                allow(dead_code)
+            )]
+            pub(crate) fn knows(&self, token: $crate::client::Token) -> bool {
+                self.core.knows(token)
+            }
+
+            /// Resolves every request whose deadline is at or before `now`
+            /// as [`Outcome::Timeout`](crate::client::Outcome::Timeout), in
+            /// request order; poll events afterwards.
+            pub fn handle_timeout(&mut self, now: $crate::Instant) {
+                self.expire(now);
+            }
+
+            /// Writes a typed command into `out` and registers it. Returns
+            /// its token and the number of bytes to send (`out[..n]`).
+            ///
+            /// # Errors
+            /// See [`ExecuteError`](crate::client::ExecuteError); on error
+            /// nothing is registered.
+            pub fn execute<C: $crate::client::Command>(
+                &mut self,
+                now: $crate::Instant,
+                command: &C,
+                options: $crate::client::ExecuteOptions,
+                out: &mut [u8],
+            ) -> Result<($crate::client::Token, usize), $crate::client::ExecuteError> {
+                if options.is_oob() && !C::ALLOW_OOB {
+                    return Err($crate::client::ExecuteError::OobNotAllowed);
+                }
+                let args = $crate::encode::Ser(command);
+                let args = if C::HAS_ARGUMENTS {
+                    Some(&args as &dyn $crate::encode::WriteJson)
+                } else {
+                    None
+                };
+                self.submit(now, C::NAME, args, options, out)
+            }
+
+            /// Writes a command given by name and optional `arguments` (an
+            /// object, copied verbatim) into `out` and registers it. With
+            /// `exec-oob` the caller asserts the command allows it.
+            ///
+            /// # Errors
+            /// See [`ExecuteError`](crate::client::ExecuteError); on error
+            /// nothing is registered.
+            pub fn execute_raw(
+                &mut self,
+                now: $crate::Instant,
+                name: &str,
+                arguments: Option<$crate::RawJson<'_>>,
+                options: $crate::client::ExecuteOptions,
+                out: &mut [u8],
+            ) -> Result<($crate::client::Token, usize), $crate::client::ExecuteError> {
+                let args = arguments.map($crate::encode::Verbatim);
+                let args = args.as_ref().map(|a| a as &dyn $crate::encode::WriteJson);
+                self.submit(now, name, args, options, out)
+            }
+
+            /// Resolves a pending request as
+            /// [`Outcome::Cancelled`](crate::client::Outcome::Cancelled);
+            /// returns whether it was pending. Its reply, when it comes, is
+            /// [`ClientEvent::Unmatched`](crate::client::ClientEvent::Unmatched).
+            /// Poll events afterwards.
+            pub fn cancel(&mut self, token: $crate::client::Token) -> bool {
+                use $crate::client::engine::Dialect as _;
+                use $crate::client::pending::Ended;
+                let Some(i) = self.core.table.find_waiting(token.0) else {
+                    return false;
+                };
+                if let Some(slot) = self.core.table.abandon(i, Ended::Cancelled) {
+                    self.dialect.forget(&slot, Ended::Cancelled);
+                }
+                true
+            }
+
+            /// The next event. Call after every `handle_*`, `execute*`,
+            /// `cancel` (and guest-agent `sync*`) until it returns `None`.
+            /// Events come in the order they happened.
+            pub fn poll_event(&mut self) -> Option<$crate::client::ClientEvent<'_>> {
+                self.core.poll_event()
+            }
+
+            /// The earliest deadline of a pending request: call
+            /// [`handle_timeout`](Self::handle_timeout) then (ask again after
+            /// each call that may add a deadline or resolve a request).
+            pub fn poll_timeout(&self) -> Option<$crate::Instant> {
+                self.core.table.next_deadline()
+            }
+
+            /// Writes and registers a command, as the dialect allows.
+            fn submit(
+                &mut self,
+                now: $crate::Instant,
+                name: &str,
+                args: Option<&dyn $crate::encode::WriteJson>,
+                options: $crate::client::ExecuteOptions,
+                out: &mut [u8],
+            ) -> Result<($crate::client::Token, usize), $crate::client::ExecuteError> {
+                use $crate::client::engine::{Admit, Dialect as _};
+                self.expire(now);
+                let in_band_owed = match options.is_oob() {
+                    true => 0,
+                    false => self.core.table.in_band_owed(),
+                };
+                let to = Admit { options: &options, in_band_owed, out: &mut *out };
+                let (prefix, prefixed) = self.dialect.admit(to)?;
+                let (token, n) = self.core.submit(now, name, args, options, None, out, prefix)?;
+                let command = out.get(prefix..n).unwrap_or(&[]);
+                if let Some(oob) = self.dialect.sent(token, command, prefixed) {
+                    self.core.table.set_caps(token.id(), oob);
+                }
+                Ok((token, n))
+            }
+
+            /// Applies the deadlines due by `now`.
+            fn expire(&mut self, now: $crate::Instant) {
+                use $crate::client::engine::Dialect as _;
+                use $crate::client::pending::Ended;
+                let dialect = &mut self.dialect;
+                self.core
+                    .table
+                    .expire(now, |slot| dialect.forget(slot, Ended::Timeout));
+            }
+        }
+    };
+}
+pub(crate) use client_calls;

@@ -73,9 +73,7 @@
 //! assert!(client.oob_enabled());
 //! ```
 
-use core::fmt;
-
-use crate::encode::{self, EncodeError, Ser, Style, Verbatim, WriteJson};
+use crate::encode::{self, EncodeError, Style, Verbatim};
 use crate::json::RawJson;
 use crate::message::Inbound;
 use crate::scan::{Frame, Framer, FramerConfig};
@@ -95,7 +93,7 @@ pub use event::ClientEvent;
 pub use options::{ExecuteError, ExecuteOptions};
 pub use outcome::{CallError, DecodeError, Outcome, Token};
 
-use engine::{Blame, Core, Route};
+use engine::{Admit, Blame, Dialect, Route};
 use pending::{InBand, Table};
 
 /// Who sends `qmp_capabilities`.
@@ -226,139 +224,59 @@ enum Caps {
 const CAPS_OOB: RawJson<'static> = RawJson::from_validated(b"{\"enable\":[\"oob\"]}");
 const CAPS_NONE: RawJson<'static> = RawJson::from_validated(b"{}");
 
-/// The QMP-specific state: negotiation and OOB.
-struct Qmp {
-    cfg: ClientConfig,
-    state: State,
-    caps: Caps,
-    /// OOB requested (auto: with the queued/sent capabilities) or enabled.
-    oob: bool,
-    next_id: u64,
-}
-
-/// The QMP client session.
-///
-/// `B` is the framer buffer (its length is the largest message that can be
-/// received); `N` is the number of requests that may be pending, their
-/// unpolled resolutions included (default 8: [`Client::new`]; another `N`
-/// with [`Client::with_config`], e.g. `Client::<_, 4>::with_config(buf,
-/// ClientConfig::new())`).
-///
-/// # Method contract
-///
-/// The client never reads, writes, sleeps or asks for the time; the caller
-/// moves bytes and passes its monotonic clock ([`Instant`]).
-///
-/// * **Getters** (no effect): [`state`](Client::state),
-///   [`config`](Client::config), [`oob_enabled`](Client::oob_enabled),
-///   [`in_flight`](Client::in_flight), [`is_pending`](Client::is_pending),
-///   [`has_event`](Client::has_event),
-///   [`next_event_resolves`](Client::next_event_resolves).
-/// * **Input**: [`handle_input`](Client::handle_input) (bytes from the
-///   server), [`handle_timeout`](Client::handle_timeout) (the clock reached
-///   [`poll_timeout`](Client::poll_timeout)),
-///   [`handle_eof`](Client::handle_eof) (end of stream).
-/// * **Commands**: [`execute`](Client::execute) /
-///   [`execute_raw`](Client::execute_raw) write a request into the caller's
-///   buffer, which the caller sends (after whatever
-///   [`poll_transmit`](Client::poll_transmit) gave); [`cancel`](Client::cancel).
-/// * **Output**: [`poll_transmit`](Client::poll_transmit) (bytes the
-///   client wants sent on its own: the automatic `qmp_capabilities`),
-///   [`poll_event`](Client::poll_event) (what happened),
-///   [`poll_timeout`](Client::poll_timeout) (when to call `handle_timeout`).
-///
-/// Polling order after any `handle_*`, `execute*` or `cancel` call:
-/// 1. [`poll_event`](Client::poll_event) until `None` — **`handle_input`
-///    takes no input while an event waits**, so it must be drained before
-///    feeding the rest of the input;
-/// 2. [`poll_transmit`](Client::poll_transmit) until `None`, sending the
-///    bytes before any later `execute` output;
-/// 3. [`poll_timeout`](Client::poll_timeout): call `handle_timeout` when the
-///    clock reaches it; ask again after every `handle_*` and `execute*`
-///    (a new deadline may be earlier).
-pub struct Client<B, const N: usize = 8> {
-    core: Core<B, N>,
-    qmp: Qmp,
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> fmt::Debug for Client<B, N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("state", &self.qmp.state)
-            .field("oob", &self.qmp.oob)
-            .field("in_flight", &self.in_flight())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>> Client<B> {
-    /// A client with [`ClientConfig::new`] and room for 8 pending requests.
-    pub fn new(buf: B) -> Self {
-        Self::with_config(buf, ClientConfig::new())
-    }
-}
+engine::client_calls!(
+    /// The QMP client session, over `B`, its framer buffer (whose length is
+    /// the largest message it can receive), with `N` slots for requests
+    /// pending or resolved and not yet polled — 8 with [`Client::new`], any
+    /// other with `Client::<_, 4>::with_config(buf, ClientConfig::new())`.
+    ///
+    /// # Method contract
+    ///
+    /// The client never reads, writes, sleeps or asks for the time; the caller
+    /// moves bytes and passes its monotonic clock ([`Instant`]).
+    ///
+    /// * **Getters** (no effect): [`state`](Client::state),
+    ///   [`config`](Client::config), [`oob_enabled`](Client::oob_enabled),
+    ///   [`in_flight`](Client::in_flight), [`is_pending`](Client::is_pending),
+    ///   [`has_event`](Client::has_event),
+    ///   [`next_event_resolves`](Client::next_event_resolves).
+    /// * **Input**: [`handle_input`](Client::handle_input) (bytes from the
+    ///   server), [`handle_timeout`](Client::handle_timeout) (the clock reached
+    ///   [`poll_timeout`](Client::poll_timeout)),
+    ///   [`handle_eof`](Client::handle_eof) (end of stream).
+    /// * **Commands**: [`execute`](Client::execute) /
+    ///   [`execute_raw`](Client::execute_raw) write a request into the caller's
+    ///   buffer, which the caller sends (after whatever
+    ///   [`poll_transmit`](Client::poll_transmit) gave); [`cancel`](Client::cancel).
+    /// * **Output**: [`poll_transmit`](Client::poll_transmit) (bytes the
+    ///   client wants sent on its own: the automatic `qmp_capabilities`),
+    ///   [`poll_event`](Client::poll_event) (what happened),
+    ///   [`poll_timeout`](Client::poll_timeout) (when to call `handle_timeout`).
+    ///
+    /// Polling order after any `handle_*`, `execute*` or `cancel` call:
+    /// 1. [`poll_event`](Client::poll_event) until `None` — **`handle_input`
+    ///    takes no input while an event waits**, so it must be drained before
+    ///    feeding the rest of the input;
+    /// 2. [`poll_transmit`](Client::poll_transmit) until `None`, sending the
+    ///    bytes before any later `execute` output;
+    /// 3. [`poll_timeout`](Client::poll_timeout): call `handle_timeout` when the
+    ///    clock reaches it; ask again after every `handle_*` and `execute*`
+    ///    (a new deadline may be earlier).
+    pub struct Client(dialect: Qmp, config: ClientConfig, state: State, slots: 8);
+);
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
-    /// A client with the given settings.
-    pub fn with_config(buf: B, cfg: ClientConfig) -> Self {
-        Client {
-            core: Core::new(buf, cfg.framer),
-            qmp: Qmp {
-                cfg,
-                state: State::AwaitingGreeting,
-                caps: Caps::None,
-                oob: false,
-                next_id: 1,
-            },
-        }
-    }
-
     // --- getters
 
     /// The settings.
     pub fn config(&self) -> ClientConfig {
-        self.qmp.cfg
-    }
-
-    /// The session state.
-    pub fn state(&self) -> State {
-        self.qmp.state
+        self.dialect.cfg
     }
 
     /// Whether `exec-oob` may be used: `oob` negotiated (or requested by a
     /// `qmp_capabilities` already sent).
     pub fn oob_enabled(&self) -> bool {
-        self.qmp.oob
-    }
-
-    /// Requests waiting for a reply.
-    pub fn in_flight(&self) -> usize {
-        self.core.table.waiting(|_| true)
-    }
-
-    /// Whether `token` is waiting for a reply.
-    pub fn is_pending(&self, token: Token) -> bool {
-        self.core.table.find_waiting(token.0).is_some()
-    }
-
-    /// Whether [`Client::poll_event`] has something.
-    pub fn has_event(&self) -> bool {
-        self.core.has_event()
-    }
-
-    /// Whether the next [`Client::poll_event`] is the resolution of `token`
-    /// (lets a driver return that event without borrowing in a loop).
-    pub fn next_event_resolves(&self, token: Token) -> bool {
-        self.core.next_event_resolves(token)
-    }
-
-    /// Whether `token` is pending or its resolution is still to be polled.
-    #[cfg_attr(
-        not(any(feature = "embedded-io", feature = "embedded-io-async")),
-        allow(dead_code)
-    )]
-    pub(crate) fn knows(&self, token: Token) -> bool {
-        self.core.knows(token)
+        self.dialect.oob
     }
 
     // --- input
@@ -374,15 +292,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
     /// consumed).
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
         self.expire(now);
-        let qmp = &mut self.qmp;
+        let qmp = &mut self.dialect;
         self.core
             .feed(input, |table, framer| Some(qmp.route(table, framer)))
-    }
-
-    /// Resolves every request whose deadline is at or before `now` as
-    /// [`Outcome::Timeout`] (in request order); poll events afterwards.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.expire(now);
     }
 
     /// End of stream: every pending request resolves
@@ -391,68 +303,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
     /// client stays closed: use a new one for the next connection.
     pub fn handle_eof(&mut self) {
         self.core.eof();
-        self.qmp.state = State::Closed;
-        self.qmp.caps = Caps::None;
-        self.qmp.oob = false;
+        self.dialect.state = State::Closed;
+        self.dialect.caps = Caps::None;
+        self.dialect.oob = false;
     }
 
     // --- commands
-
-    /// Writes a typed command into `out` and registers it. Returns its token
-    /// and the number of bytes to send (`out[..n]`).
-    ///
-    /// # Errors
-    /// See [`ExecuteError`]; on error nothing is registered.
-    pub fn execute<C: Command>(
-        &mut self,
-        now: Instant,
-        command: &C,
-        options: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        if options.is_oob() && !C::ALLOW_OOB {
-            return Err(ExecuteError::OobNotAllowed);
-        }
-        let args = Ser(command);
-        let args = if C::HAS_ARGUMENTS {
-            Some(&args as &dyn WriteJson)
-        } else {
-            None
-        };
-        self.submit(now, C::NAME, args, options, out)
-    }
-
-    /// Writes a command given by name and optional `arguments` (an object,
-    /// copied verbatim) into `out` and registers it. With
-    /// [`ExecuteOptions::oob`] the caller asserts the command allows OOB.
-    ///
-    /// # Errors
-    /// See [`ExecuteError`]; on error nothing is registered.
-    pub fn execute_raw(
-        &mut self,
-        now: Instant,
-        name: &str,
-        arguments: Option<RawJson<'_>>,
-        options: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        let args = arguments.map(Verbatim);
-        let args = args.as_ref().map(|a| a as &dyn WriteJson);
-        self.submit(now, name, args, options, out)
-    }
-
-    /// Resolves a pending request as [`Outcome::Cancelled`]; returns whether
-    /// it was pending. Its reply, when it comes, is
-    /// [`ClientEvent::Unmatched`]. Poll events afterwards.
-    pub fn cancel(&mut self, token: Token) -> bool {
-        let Some(i) = self.core.table.find_waiting(token.0) else {
-            return false;
-        };
-        if let Some(slot) = self.core.table.abandon(i, pending::Ended::Cancelled) {
-            self.qmp.forget(&slot);
-        }
-        true
-    }
 
     // --- output
 
@@ -465,93 +321,95 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Client<B, N> {
     /// # Errors
     /// [`EncodeError::InsufficientSize`]; the message stays queued.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
-        if self.qmp.caps != Caps::Queued {
+        if self.dialect.caps != Caps::Queued {
             return Ok(None);
         }
-        let n = self.qmp.write_caps(out)?;
-        self.qmp.caps = Caps::Sent;
+        let n = self.dialect.write_caps(out)?;
+        self.dialect.caps = Caps::Sent;
         Ok(Some(n))
     }
+}
 
-    /// The next event. Call after every `handle_*`, `execute*` and
-    /// [`Client::cancel`] until it returns `None`. Events come in the order
-    /// they happened.
-    pub fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
-        self.core.poll_event()
-    }
+/// The QMP-specific state: negotiation and OOB.
+struct Qmp {
+    cfg: ClientConfig,
+    state: State,
+    caps: Caps,
+    /// OOB requested (auto: with the queued/sent capabilities) or enabled.
+    oob: bool,
+}
 
-    /// The earliest deadline of a pending request: call
-    /// [`Client::handle_timeout`] then (ask again after each `execute`,
-    /// `handle_input` or `handle_timeout`).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.table.next_deadline()
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let qmp = &mut self.qmp;
-        self.core.table.expire(now, |slot| qmp.forget(slot));
-    }
-
-    fn submit(
-        &mut self,
-        now: Instant,
-        name: &str,
-        args: Option<&dyn WriteJson>,
-        opts: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        let qmp = &mut self.qmp;
-        match (qmp.state, qmp.cfg.negotiation) {
+impl Dialect for Qmp {
+    fn admit(&mut self, to: Admit<'_>) -> Result<(usize, bool), ExecuteError> {
+        match (self.state, self.cfg.negotiation) {
             (State::Closed, _) => return Err(ExecuteError::Closed),
             (State::AwaitingGreeting, Negotiation::Auto) => return Err(ExecuteError::NotReady),
             _ => {}
         }
-        if opts.is_oob() && !qmp.oob {
+        let oob = to.options.is_oob();
+        if oob && !self.oob {
             return Err(ExecuteError::OobNotNegotiated);
         }
-        if !opts.is_oob() && qmp.oob && self.core.table.in_band_owed() >= qmp.cfg.max_in_band {
+        if !oob && self.oob && to.in_band_owed >= self.cfg.max_in_band {
             return Err(ExecuteError::TooManyInBand);
+        }
+        if self.caps != Caps::Queued {
+            return Ok((0, false));
         }
         // The queued automatic qmp_capabilities goes first; when it does
         // not fit, its size still counts in the size reported.
-        let (prefix, caps_written) = if qmp.caps == Caps::Queued {
-            match qmp.write_caps(out) {
-                Ok(n) => (n, true),
-                Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
-                    (required, false)
-                }
-                Err(e) => return Err(ExecuteError::Encode(e)),
+        match self.write_caps(to.out) {
+            Ok(n) => Ok((n, true)),
+            Err(EncodeError::InsufficientSize(InsufficientSize { required })) => {
+                Ok((required, false))
             }
-        } else {
-            (0, false)
-        };
-        let id = qmp.next_id;
-        let (token, n) = self
-            .core
-            .submit(now, id, name, args, opts, None, out, prefix)?;
-        qmp.next_id += 1;
-        if caps_written {
-            qmp.caps = Caps::Sent;
+            Err(e) => Err(ExecuteError::Encode(e)),
         }
-        if qmp.cfg.negotiation == Negotiation::Manual && name == "qmp_capabilities" {
-            // Whether this one enables OOB, read back from what was written.
-            let oob = out
-                .get(prefix..n)
-                .and_then(|b| crate::scan::validate(b, FramerConfig::new()).ok())
-                .and_then(|m| m.get("arguments"))
-                .and_then(|a| a.get("enable"))
-                .is_some_and(|e| {
-                    e.elements()
-                        .any(|c| c.as_json_str().is_some_and(|c| c.eq_str("oob")))
-                });
-            self.core.table.set_caps(id, oob);
-            qmp.oob = oob;
+    }
+
+    fn sent(&mut self, _: Token, command: &[u8], prefixed: bool) -> Option<bool> {
+        if prefixed {
+            self.caps = Caps::Sent;
         }
-        Ok((token, n))
+        if self.cfg.negotiation != Negotiation::Manual {
+            return None;
+        }
+        let m = crate::scan::validate(command, FramerConfig::new()).ok()?;
+        if !m.get("execute")?.as_json_str()?.eq_str("qmp_capabilities") {
+            return None;
+        }
+        // A manual qmp_capabilities: whether it enables OOB, read back from
+        // what was written.
+        let oob = m
+            .get("arguments")
+            .and_then(|a| a.get("enable"))
+            .is_some_and(|e| {
+                e.elements()
+                    .any(|c| c.as_json_str().is_some_and(|c| c.eq_str("oob")))
+            });
+        self.oob = oob;
+        Some(oob)
+    }
+
+    fn forget(&mut self, slot: &pending::Slot, _: pending::Ended) {
+        if slot.caps.is_some() {
+            // A manual qmp_capabilities we no longer track: assume it fails
+            // unless the server proves otherwise.
+            self.oob = false;
+        }
     }
 }
 
 impl Qmp {
+    fn new(cfg: ClientConfig) -> Self {
+        Qmp {
+            cfg,
+            state: State::AwaitingGreeting,
+            caps: Caps::None,
+            oob: false,
+        }
+    }
+
     fn write_caps(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
         let args = if self.oob { CAPS_OOB } else { CAPS_NONE };
         encode::write_command(
@@ -562,15 +420,6 @@ impl Qmp {
             Some(&Verbatim(args)),
             None,
         )
-    }
-
-    /// A request given up on (timed out or cancelled).
-    fn forget(&mut self, slot: &pending::Slot) {
-        if slot.caps.is_some() {
-            // A manual qmp_capabilities we no longer track: assume it fails
-            // unless the server proves otherwise.
-            self.oob = false;
-        }
     }
 
     /// Routes the frame the framer just produced.

@@ -34,12 +34,12 @@
 //!
 //! * a reply with the integer id of a waiting command resolves it;
 //! * any other reply — an unknown, foreign or non-integer id, or none — is
-//!   [`ClientEvent::Unmatched`] (never taken as the result);
+//!   [`ClientEvent::Unmatched`](crate::client::ClientEvent::Unmatched) (never taken as the result);
 //! * an id-less error is the agent complaining about bytes that were not a
-//!   request of ours (stale input): [`ClientEvent::OrphanError`];
+//!   request of ours (stale input): [`ClientEvent::OrphanError`](crate::client::ClientEvent::OrphanError);
 //! * a reply too large for the buffer resolves the oldest waiting command as
 //!   [`Outcome::Oversized`](crate::client::Outcome::Oversized) (qemu-ga answers in order);
-//! * any other framing error is a [`ClientEvent::FramingError`].
+//! * any other framing error is a [`ClientEvent::FramingError`](crate::client::ClientEvent::FramingError).
 //!
 //! ```
 //! use qmp_core::client::{ClientEvent, ExecuteOptions, Outcome};
@@ -80,14 +80,12 @@
 //!     Some(ClientEvent::Resolved { token, outcome: Outcome::Return(_) }) if token == ping));
 //! ```
 
-use core::fmt;
-
 use super::DELIMITER;
-use crate::client::engine::{self, Blame, Core, Route};
+use crate::client::engine::{self, Admit, Blame, Dialect, Route};
 use crate::client::outcome::SYNC_BIT;
 use crate::client::pending::{Ended, Kind, Slot, Table};
-use crate::client::{ClientEvent, Command, ExecuteError, ExecuteOptions, Token};
-use crate::encode::{self, EncodeError, Ser, Style, Verbatim, WriteJson};
+use crate::client::{ExecuteError, Token};
+use crate::encode::{self, EncodeError, Style, Verbatim};
 use crate::json::RawJson;
 use crate::message::Inbound;
 use crate::scan::{Frame, FrameError, Framer, FramerConfig};
@@ -165,120 +163,29 @@ struct Sync {
     queued: bool,
 }
 
-/// The guest-agent-specific state: the sync procedure.
-struct Qga {
-    state: QgaState,
-    next_id: u64,
-    next_sync: u64,
-    sync: Option<Sync>,
-    /// A sync started: the framer is reset before the next input.
-    reset_pending: bool,
-}
-
-/// The guest-agent client session. `B` is the framer buffer (its length is
-/// the largest reply that can be received); `N` is the number of requests
-/// that may be pending, the sync and unpolled resolutions included (default
-/// 4: [`QgaClient::new`]; another `N` with [`QgaClient::with_config`]).
-///
-/// See the [module docs](self) for the sync procedure and routing.
-///
-/// # Method contract
-///
-/// * **Getters** (no effect): [`state`](QgaClient::state),
-///   [`in_flight`](QgaClient::in_flight),
-///   [`is_pending`](QgaClient::is_pending),
-///   [`has_event`](QgaClient::has_event),
-///   [`next_event_resolves`](QgaClient::next_event_resolves).
-/// * **Input**: [`handle_input`](QgaClient::handle_input),
-///   [`handle_timeout`](QgaClient::handle_timeout),
-///   [`handle_eof`](QgaClient::handle_eof).
-/// * **Commands**: [`sync`](QgaClient::sync) /
-///   [`sync_plain`](QgaClient::sync_plain) (queue the sync's bytes for
-///   `poll_transmit`), [`execute`](QgaClient::execute) /
-///   [`execute_raw`](QgaClient::execute_raw) (write into the caller's
-///   buffer), [`cancel`](QgaClient::cancel).
-/// * **Output**: [`poll_transmit`](QgaClient::poll_transmit),
-///   [`poll_event`](QgaClient::poll_event),
-///   [`poll_timeout`](QgaClient::poll_timeout).
-///
-/// Polling order after any `handle_*`, `sync*`, `execute*` or `cancel`:
-/// [`poll_event`](QgaClient::poll_event) until `None` (**`handle_input`
-/// takes no input while an event waits**), then
-/// [`poll_transmit`](QgaClient::poll_transmit) until `None`, then
-/// [`poll_timeout`](QgaClient::poll_timeout) (ask again after every call
-/// that may add a deadline).
-pub struct QgaClient<B, const N: usize = 4> {
-    core: Core<B, N>,
-    qga: Qga,
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> fmt::Debug for QgaClient<B, N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QgaClient")
-            .field("state", &self.qga.state)
-            .field("in_flight", &self.in_flight())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>> QgaClient<B> {
-    /// A client with [`QgaConfig::new`] and room for 4 pending requests.
-    pub fn new(buf: B) -> Self {
-        Self::with_config(buf, QgaConfig::new())
-    }
-}
+engine::client_calls!(
+    /// The guest-agent client session: [`QgaClient::new`] gives 4 slots for
+    /// commands and the sync, [`QgaClient::with_config`] any other number; the
+    /// buffer bounds the largest reply.
+    ///
+    /// See the [module docs](self) for the sync procedure and routing.
+    ///
+    /// # Method contract
+    ///
+    /// The QMP [`Client`](crate::client::Client)'s contract — its groups of
+    /// methods and its polling order: events first (**`handle_input` takes no
+    /// input while an event waits**), then `poll_transmit`, then
+    /// `poll_timeout` — with one more kind of command:
+    /// [`sync`](QgaClient::sync) / [`sync_plain`](QgaClient::sync_plain) queue
+    /// the sync's bytes for [`poll_transmit`](QgaClient::poll_transmit), and a
+    /// sync resolves like a request, with its own token. Commands are refused
+    /// until a sync succeeds ([`state`](QgaClient::state) says where the
+    /// session is).
+    pub struct QgaClient(dialect: Qga, config: QgaConfig, state: QgaState, slots: 4);
+);
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
-    /// A client with the given settings.
-    pub fn with_config(buf: B, cfg: QgaConfig) -> Self {
-        QgaClient {
-            core: Core::new(buf, cfg.framer),
-            qga: Qga {
-                state: QgaState::Unsynced,
-                next_id: 1,
-                next_sync: 1,
-                sync: None,
-                reset_pending: false,
-            },
-        }
-    }
-
     // --- getters
-
-    /// The session state.
-    pub fn state(&self) -> QgaState {
-        self.qga.state
-    }
-
-    /// Commands waiting for a reply (a sync not counted).
-    pub fn in_flight(&self) -> usize {
-        self.core.table.waiting(|s| s.kind != Kind::Sync)
-    }
-
-    /// Whether `token` (a command or a sync) is waiting for its outcome.
-    pub fn is_pending(&self, token: Token) -> bool {
-        self.core.table.find_waiting(token.0).is_some()
-    }
-
-    /// Whether [`QgaClient::poll_event`] has something.
-    pub fn has_event(&self) -> bool {
-        self.core.has_event()
-    }
-
-    /// Whether `token` is pending or its resolution is still to be polled.
-    #[cfg_attr(
-        not(any(feature = "embedded-io", feature = "embedded-io-async")),
-        allow(dead_code)
-    )]
-    pub(crate) fn knows(&self, token: Token) -> bool {
-        self.core.knows(token)
-    }
-
-    /// Whether the next [`QgaClient::poll_event`] is the resolution of
-    /// `token`.
-    pub fn next_event_resolves(&self, token: Token) -> bool {
-        self.core.next_event_resolves(token)
-    }
 
     // --- commands
 
@@ -317,59 +224,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         self.start_sync(now, id, deadline, false)
     }
 
-    /// Writes a typed command into `out` and registers it. Returns its token
-    /// and the number of bytes to send (`out[..n]`).
-    ///
-    /// # Errors
-    /// See [`ExecuteError`]; on error nothing is registered.
-    pub fn execute<C: Command>(
-        &mut self,
-        now: Instant,
-        command: &C,
-        options: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        let args = Ser(command);
-        let args = if C::HAS_ARGUMENTS {
-            Some(&args as &dyn WriteJson)
-        } else {
-            None
-        };
-        self.submit(now, C::NAME, args, options, out)
-    }
-
-    /// Writes a command given by name and optional `arguments` (an object,
-    /// copied verbatim) into `out` and registers it.
-    ///
-    /// # Errors
-    /// See [`ExecuteError`]; on error nothing is registered.
-    pub fn execute_raw(
-        &mut self,
-        now: Instant,
-        name: &str,
-        arguments: Option<RawJson<'_>>,
-        options: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        let args = arguments.map(Verbatim);
-        let args = args.as_ref().map(|a| a as &dyn WriteJson);
-        self.submit(now, name, args, options, out)
-    }
-
-    /// Resolves a waiting command or sync as [`Outcome::Cancelled`](crate::client::Outcome::Cancelled); returns
-    /// whether it was waiting. A cancelled command's late reply is
-    /// [`ClientEvent::Unmatched`]; a cancelled sync leaves the session
-    /// [`QgaState::Unsynced`]. Poll events afterwards.
-    pub fn cancel(&mut self, token: Token) -> bool {
-        let Some(i) = self.core.table.find_waiting(token.0) else {
-            return false;
-        };
-        if let Some(slot) = self.core.table.abandon(i, Ended::Cancelled) {
-            self.qga.forget(&slot, Ended::Cancelled);
-        }
-        true
-    }
-
     // --- input
 
     /// Feeds bytes from the agent; returns how many were consumed.
@@ -384,9 +238,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         if self.core.holds() {
             return 0;
         }
-        if self.qga.reset_pending {
+        if self.dialect.reset_pending {
             self.core.reset_framer();
-            self.qga.reset_pending = false;
+            self.dialect.reset_pending = false;
         }
         let mut consumed = 0;
         while let Some(rest) = input.get(consumed..).filter(|r| !r.is_empty()) {
@@ -395,18 +249,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
             // (an open string, an oversized message), the 0xFF is seen.
             // Bytes before it are still framed, for diagnostics.
             let mut rest = rest;
-            if self.qga.awaiting_delimiter() {
+            if self.dialect.awaiting_delimiter() {
                 if let Some(k) = memchr::memchr(DELIMITER, rest) {
                     if k == 0 {
                         consumed += 1;
-                        self.qga.delimiter_seen();
+                        self.dialect.delimiter_seen();
                         self.core.reset_framer();
                         continue;
                     }
                     rest = rest.get(..k).unwrap_or(&[]);
                 }
             }
-            let qga = &mut self.qga;
+            let qga = &mut self.dialect;
             let n = self
                 .core
                 .feed(rest, |table, framer| qga.route(table, framer));
@@ -418,20 +272,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         consumed
     }
 
-    /// Resolves every command and sync whose deadline is at or before `now`
-    /// as [`Outcome::Timeout`](crate::client::Outcome::Timeout); the session becomes
-    /// [`QgaState::Unsynced`]. Poll events afterwards.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.expire(now);
-    }
-
     /// End of stream: every waiting command and sync resolves
     /// [`Outcome::Disconnected`](crate::client::Outcome::Disconnected) and the session is [`QgaState::Closed`].
     /// Idempotent.
     pub fn handle_eof(&mut self) {
         self.core.eof();
-        self.qga.sync = None;
-        self.qga.state = QgaState::Closed;
+        self.dialect.sync = None;
+        self.dialect.state = QgaState::Closed;
     }
 
     // --- output
@@ -444,33 +291,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
     /// [`EncodeError::InsufficientSize`] with the size needed; the bytes stay
     /// queued.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, EncodeError> {
-        let Some(sync) = self.qga.sync.as_mut().filter(|s| s.queued) else {
+        let Some(sync) = self.dialect.sync.as_mut().filter(|s| s.queued) else {
             return Ok(None);
         };
         let n = write_sync(out, sync.value, sync.delimited)?;
         sync.queued = false;
         Ok(Some(n))
-    }
-
-    /// The next event. Call after every `handle_*`, `sync*`, `execute*` and
-    /// [`QgaClient::cancel`] until it returns `None`. Events come in the
-    /// order they happened.
-    pub fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
-        self.core.poll_event()
-    }
-
-    /// The earliest deadline of a command or sync: call
-    /// [`QgaClient::handle_timeout`] then (ask again after each `sync`,
-    /// `execute`, `handle_input` or `handle_timeout`).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.table.next_deadline()
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let qga = &mut self.qga;
-        self.core
-            .table
-            .expire(now, |slot| qga.forget(slot, Ended::Timeout));
     }
 
     fn start_sync(
@@ -480,7 +306,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         deadline: Instant,
         delimited: bool,
     ) -> Result<Token, ExecuteError> {
-        if self.qga.state == QgaState::Closed {
+        if self.dialect.state == QgaState::Closed {
             return Err(ExecuteError::Closed);
         }
         if i64::try_from(value).is_err() {
@@ -488,7 +314,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
         }
         self.expire(now);
         // A sync in progress, or one whose outcome is still to be polled.
-        if self.qga.sync.is_some()
+        if self.dialect.sync.is_some()
             || self.core.table.any(|s| s.kind == Kind::Sync)
             || self.core.held_resolves(Token::is_sync)
         {
@@ -500,10 +326,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
             table.resolve(i, Ended::Cancelled);
         }
         let free = table.free().ok_or(ExecuteError::TooManyInFlight)?;
-        let token = SYNC_BIT | self.qga.next_sync;
-        self.qga.next_sync = (self.qga.next_sync + 1) & !SYNC_BIT;
+        let token = SYNC_BIT | self.dialect.next_sync;
+        self.dialect.next_sync = (self.dialect.next_sync + 1) & !SYNC_BIT;
         table.insert(free, Slot::new(token, Kind::Sync, Some(deadline), None));
-        self.qga.sync = Some(Sync {
+        self.dialect.sync = Some(Sync {
             token,
             value,
             delimited,
@@ -514,36 +340,35 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
             },
             queued: true,
         });
-        self.qga.state = QgaState::Syncing;
-        self.qga.reset_pending = true;
+        self.dialect.state = QgaState::Syncing;
+        self.dialect.reset_pending = true;
         Ok(Token(token))
-    }
-
-    fn submit(
-        &mut self,
-        now: Instant,
-        name: &str,
-        args: Option<&dyn WriteJson>,
-        opts: ExecuteOptions,
-        out: &mut [u8],
-    ) -> Result<(Token, usize), ExecuteError> {
-        self.expire(now);
-        match self.qga.state {
-            QgaState::Synced => {}
-            QgaState::Closed => return Err(ExecuteError::Closed),
-            _ => return Err(ExecuteError::NotSynced),
-        }
-        if opts.is_oob() {
-            return Err(ExecuteError::OobNotNegotiated);
-        }
-        let id = self.qga.next_id;
-        let done = self.core.submit(now, id, name, args, opts, None, out, 0)?;
-        self.qga.next_id = (self.qga.next_id + 1) & !SYNC_BIT;
-        Ok(done)
     }
 }
 
-impl Qga {
+/// The guest-agent-specific state: the sync procedure.
+struct Qga {
+    state: QgaState,
+    next_sync: u64,
+    sync: Option<Sync>,
+    /// A sync started: the framer is reset before the next input.
+    reset_pending: bool,
+}
+
+impl Dialect for Qga {
+    fn admit(&mut self, to: Admit<'_>) -> Result<(usize, bool), ExecuteError> {
+        match self.state {
+            QgaState::Synced if to.options.is_oob() => Err(ExecuteError::OobNotNegotiated),
+            QgaState::Synced => Ok((0, false)),
+            QgaState::Closed => Err(ExecuteError::Closed),
+            _ => Err(ExecuteError::NotSynced),
+        }
+    }
+
+    fn sent(&mut self, _: Token, _: &[u8], _: bool) -> Option<bool> {
+        None
+    }
+
     /// A command or sync given up on: a sync that ends, or a command that
     /// times out, leaves the session in need of a new sync.
     fn forget(&mut self, slot: &Slot, ended: Ended) {
@@ -558,6 +383,17 @@ impl Qga {
                 self.state = QgaState::Unsynced;
             }
             _ => {}
+        }
+    }
+}
+
+impl Qga {
+    fn new(_: QgaConfig) -> Self {
+        Qga {
+            state: QgaState::Unsynced,
+            next_sync: 1,
+            sync: None,
+            reset_pending: false,
         }
     }
 
