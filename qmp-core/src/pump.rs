@@ -1,6 +1,6 @@
 //! The one loop body every driver runs: [`Pump`] moves bytes between a
-//! transport and a [`Session`] (the [`Agent`], the QMP [`Client`] or the
-//! [`QgaClient`]), applies the session's deadlines, and says what the
+//! transport and a [`Session`] (the [`Agent`], the QMP [`Client`](crate::client::Client) or the
+//! [`QgaClient`](crate::qga::QgaClient)), applies the session's deadlines, and says what the
 //! driver must do next ([`Wants`]).
 //!
 //! A driver — blocking over `embedded-io`, async, or a std socket loop —
@@ -70,8 +70,6 @@
 use core::marker::PhantomData;
 
 use crate::agent::Agent;
-use crate::client::Client;
-use crate::qga::QgaClient;
 use crate::{Instant, InsufficientSize};
 
 /// What a [`Pump`] drives: the surface the three sessions share.
@@ -394,62 +392,8 @@ impl Session for Agent<'_, '_> {
     }
 }
 
-impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Session for Client<B, N> {
-    fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
-        Client::handle_input(self, now, input)
-    }
-    fn wants_input(&self) -> bool {
-        !self.has_event() && self.state() != crate::client::State::Closed
-    }
-    fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
-        Client::poll_transmit(self, out).map_err(encode_size)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Client::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        Client::handle_timeout(self, now);
-    }
-    fn handle_eof(&mut self) {
-        Client::handle_eof(self);
-    }
-    fn wants_app(&self) -> bool {
-        self.has_event()
-    }
-    fn is_idle(&self) -> bool {
-        true
-    }
-}
-
-impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Session for QgaClient<B, N> {
-    fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
-        QgaClient::handle_input(self, now, input)
-    }
-    fn wants_input(&self) -> bool {
-        !self.has_event() && self.state() != crate::qga::QgaState::Closed
-    }
-    fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, InsufficientSize> {
-        QgaClient::poll_transmit(self, out).map_err(encode_size)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        QgaClient::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        QgaClient::handle_timeout(self, now);
-    }
-    fn handle_eof(&mut self) {
-        QgaClient::handle_eof(self);
-    }
-    fn wants_app(&self) -> bool {
-        self.has_event()
-    }
-    fn is_idle(&self) -> bool {
-        true
-    }
-}
-
 /// A client's own output never fails but for its size.
-fn encode_size(e: crate::encode::EncodeError) -> InsufficientSize {
+pub(crate) fn encode_size(e: crate::encode::EncodeError) -> InsufficientSize {
     match e {
         crate::encode::EncodeError::InsufficientSize(s) => s,
         _ => InsufficientSize { required: 0 },

@@ -354,6 +354,70 @@ macro_rules! client_calls {
             }
         }
 
+        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> $crate::pump::Session for $ty<B, N> {
+            fn handle_input(&mut self, now: $crate::Instant, input: &[u8]) -> usize {
+                $ty::handle_input(self, now, input)
+            }
+            fn wants_input(&self) -> bool {
+                !self.has_event() && !self.core.closed
+            }
+            fn poll_transmit(
+                &mut self,
+                out: &mut [u8],
+            ) -> Result<Option<usize>, $crate::InsufficientSize> {
+                $ty::poll_transmit(self, out).map_err($crate::pump::encode_size)
+            }
+            fn poll_timeout(&self) -> Option<$crate::Instant> {
+                $ty::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: $crate::Instant) {
+                $ty::handle_timeout(self, now);
+            }
+            fn handle_eof(&mut self) {
+                $ty::handle_eof(self);
+            }
+            fn wants_app(&self) -> bool {
+                self.has_event()
+            }
+            fn is_idle(&self) -> bool {
+                true
+            }
+        }
+
+        #[cfg(any(feature = "embedded-io", feature = "embedded-io-async"))]
+        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> $crate::drive::ClientSession
+            for $ty<B, N>
+        {
+            fn execute<C: $crate::client::Command>(
+                &mut self,
+                now: $crate::Instant,
+                command: &C,
+                options: $crate::client::ExecuteOptions,
+                out: &mut [u8],
+            ) -> Result<($crate::client::Token, usize), $crate::client::ExecuteError> {
+                $ty::execute(self, now, command, options, out)
+            }
+            fn execute_raw(
+                &mut self,
+                now: $crate::Instant,
+                name: &str,
+                arguments: Option<$crate::RawJson<'_>>,
+                options: $crate::client::ExecuteOptions,
+                out: &mut [u8],
+            ) -> Result<($crate::client::Token, usize), $crate::client::ExecuteError> {
+                $ty::execute_raw(self, now, name, arguments, options, out)
+            }
+            fn poll_event(&mut self) -> Option<$crate::client::ClientEvent<'_>> {
+                $ty::poll_event(self)
+            }
+            fn next_event_resolves(&self, token: $crate::client::Token) -> bool {
+                $ty::next_event_resolves(self, token)
+            }
+            fn knows(&self, token: $crate::client::Token) -> bool {
+                $ty::knows(self, token)
+            }
+        }
+
         impl<B: AsRef<[u8]> + AsMut<[u8]>> $ty<B> {
             #[doc = concat!("A client with [`", stringify!($config), "::new`] and room for ", stringify!($n), " pending requests.")]
             pub fn new(buf: B) -> Self {

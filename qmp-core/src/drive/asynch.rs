@@ -95,15 +95,14 @@ use embedded_io::Error as _;
 use embedded_io_async::{Read, Write};
 
 use super::{
-    next_for, take_outcome, ClientSession, DriveError, Next, ServeOptions, Served, Transport,
+    negotiated, queue, resolved, synced, take_outcome, ClientSession, DriveError, ServeOptions,
+    Served, Transport,
 };
 use crate::agent::Agent;
-use crate::client::{
-    Client, ClientEvent, Command, ExecuteOptions, Negotiation, Outcome, State, Token,
-};
+use crate::client::{Client, ClientEvent, Command, ExecuteOptions, Outcome, Token};
 use crate::json::RawJson;
 use crate::pump::{Pump, Session};
-use crate::qga::{QgaClient, QgaState};
+use crate::qga::QgaClient;
 use crate::Instant;
 
 /// The caller's clock, for the async drivers.
@@ -354,22 +353,9 @@ where
 ///     assert!(outcome.decode::<QueryStatus>().unwrap().running);
 /// });
 /// ```
-#[derive(Debug)]
-pub struct Driver<'b> {
-    pump: Pump<'b>,
-}
+pub type Driver<'b> = super::ClientDriver<'b, super::Async>;
 
 impl<'b> Driver<'b> {
-    /// A driver on `pump` (its transmit buffer holds one outgoing command).
-    pub fn new(pump: Pump<'b>) -> Self {
-        Driver { pump }
-    }
-
-    /// The pump (what is staged and held stays across calls).
-    pub fn pump(&mut self) -> &mut Pump<'b> {
-        &mut self.pump
-    }
-
     /// Writes what the session wants sent on its own (the automatic
     /// `qmp_capabilities`, a sync).
     ///
@@ -403,10 +389,10 @@ impl<'b> Driver<'b> {
         options: ExecuteOptions,
     ) -> Result<Token, DriveError<W::Error>> {
         self.flush(session, writer).await?;
-        let (token, n) = session
-            .execute(now, command, options, self.pump.queue_buf())
-            .map_err(DriveError::Execute)?;
-        self.pump.queued(n);
+        let token = queue(&mut self.pump, session, |s, out| {
+            s.execute(now, command, options, out)
+        })
+        .map_err(DriveError::Execute)?;
         write_staged(writer, &mut self.pump).await?;
         Ok(token)
     }
@@ -426,10 +412,10 @@ impl<'b> Driver<'b> {
         options: ExecuteOptions,
     ) -> Result<Token, DriveError<W::Error>> {
         self.flush(session, writer).await?;
-        let (token, n) = session
-            .execute_raw(now, name, arguments, options, self.pump.queue_buf())
-            .map_err(DriveError::Execute)?;
-        self.pump.queued(n);
+        let token = queue(&mut self.pump, session, |s, out| {
+            s.execute_raw(now, name, arguments, options, out)
+        })
+        .map_err(DriveError::Execute)?;
         write_staged(writer, &mut self.pump).await?;
         Ok(token)
     }
@@ -460,40 +446,11 @@ impl<'b> Driver<'b> {
         if !session.knows(token) {
             return Err(DriveError::UnknownToken);
         }
-        let mut idle = Some(reader);
-        let mut reading = pin!(None);
-        loop {
-            match next_for(session, token, &mut on_event) {
-                Next::Mine => return take_outcome(session).ok_or(DriveError::UnknownToken),
-                Next::Other => continue,
-                Next::None => {}
-            }
-            let wants = self.pump.step(session, clock.now());
-            if wants.transmit {
-                write_staged(writer, &mut self.pump).await?;
-                continue;
-            }
-            if wants.app {
-                continue;
-            }
-            if wants.closed && !session.knows(token) {
-                return Err(DriveError::Eof);
-            }
-            if reading.is_none() && wants.read {
-                if let Some(r) = idle.take() {
-                    match self.pump.lend_rx() {
-                        Some(buf) => reading.set(Some(read_into(r, buf))),
-                        None => idle = Some(r),
-                    }
-                }
-            }
-            let timer = wants.timeout.map(|at| clock.at(at));
-            if let Woke::Read(out) = first(&mut reading, core::future::pending::<()>(), timer).await
-            {
-                reading.set(None);
-                finish(out, &mut self.pump, &mut idle)?;
-            }
-        }
+        self.drive_until(session, reader, writer, clock, |s| {
+            resolved(s, token, &mut on_event)
+        })
+        .await?;
+        take_outcome(session).ok_or(DriveError::UnknownToken)
     }
 
     /// Runs until a QMP client is negotiated ([`State::Ready`]; with
@@ -517,24 +474,37 @@ impl<'b> Driver<'b> {
         W: Write<Error = R::Error>,
         C: Clock,
     {
+        self.drive_until(client, reader, writer, clock, |c| {
+            negotiated(c, &mut on_event)
+        })
+        .await?;
+        self.flush(client, writer).await
+    }
+
+    /// Runs the session until `done` (which polls its events) says stop:
+    /// staged bytes written, a read kept in flight until it completes, the
+    /// session's deadlines waited for.
+    async fn drive_until<S, R, W, C>(
+        &mut self,
+        session: &mut S,
+        reader: &mut R,
+        writer: &mut W,
+        clock: &C,
+        mut done: impl FnMut(&mut S) -> Option<Result<(), DriveError<R::Error>>>,
+    ) -> Result<(), DriveError<R::Error>>
+    where
+        S: Session,
+        R: Read,
+        W: Write<Error = R::Error>,
+        C: Clock,
+    {
         let mut idle = Some(reader);
         let mut reading = pin!(None);
         loop {
-            while let Some(ev) = client.poll_event() {
-                let failed = matches!(ev, ClientEvent::NegotiationFailed { .. });
-                on_event(&ev);
-                if failed {
-                    return Err(DriveError::NegotiationFailed);
-                }
+            if let Some(r) = done(session) {
+                return r;
             }
-            match (client.state(), client.config().negotiation()) {
-                (State::Ready, _) | (State::Negotiating, Negotiation::Manual) => {
-                    return self.flush(client, writer).await
-                }
-                (State::Closed, _) => return Err(DriveError::Eof),
-                _ => {}
-            }
-            let wants = self.pump.step(client, clock.now());
+            let wants = self.pump.step(session, clock.now());
             if wants.transmit {
                 write_staged(writer, &mut self.pump).await?;
                 continue;
@@ -585,17 +555,10 @@ impl<'b> Driver<'b> {
         let token = qga
             .sync(clock.now(), id, deadline)
             .map_err(DriveError::Execute)?;
-        match self
+        let outcome = self
             .run_until(qga, reader, writer, token, clock, on_event)
-            .await?
-        {
-            Outcome::Return(_) => {}
-            _ => return Err(DriveError::SyncFailed),
-        }
-        if qga.state() == QgaState::Synced {
-            Ok(())
-        } else {
-            Err(DriveError::SyncFailed)
-        }
+            .await?;
+        let ok = matches!(outcome, Outcome::Return(_));
+        synced::<B, N, R::Error>(ok, qga)
     }
 }

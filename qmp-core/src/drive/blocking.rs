@@ -62,15 +62,14 @@ use core::ops::ControlFlow;
 use embedded_io::{Error as _, ErrorType, Read, ReadReady, Write};
 
 use super::{
-    next_for, take_outcome, ClientSession, DriveError, Next, ServeOptions, Served, Transport,
+    negotiated, queue, resolved, synced, take_outcome, ClientSession, DriveError, ServeOptions,
+    Served, Transport,
 };
 use crate::agent::Agent;
-use crate::client::{
-    Client, ClientEvent, Command, ExecuteOptions, Negotiation, Outcome, State, Token,
-};
+use crate::client::{Client, ClientEvent, Command, ExecuteOptions, Outcome, Token};
 use crate::json::RawJson;
 use crate::pump::{Pump, Session, Wants};
-use crate::qga::{QgaClient, QgaState};
+use crate::qga::QgaClient;
 use crate::Instant;
 
 /// A transport without readiness: `read_ready` always says yes, so reads
@@ -272,22 +271,9 @@ where
 /// assert!(matches!(outcome, Outcome::Return(_)));
 /// assert_eq!(events, 1);
 /// ```
-#[derive(Debug)]
-pub struct Driver<'b> {
-    pump: Pump<'b>,
-}
+pub type Driver<'b> = super::ClientDriver<'b, super::Blocking>;
 
 impl<'b> Driver<'b> {
-    /// A driver on `pump` (its transmit buffer holds one outgoing command).
-    pub fn new(pump: Pump<'b>) -> Self {
-        Driver { pump }
-    }
-
-    /// The pump (what is staged and held stays across calls).
-    pub fn pump(&mut self) -> &mut Pump<'b> {
-        &mut self.pump
-    }
-
     /// Writes what the session wants sent on its own (the automatic
     /// `qmp_capabilities`, a sync).
     ///
@@ -326,10 +312,10 @@ impl<'b> Driver<'b> {
         C: Command,
     {
         self.flush(session, io)?;
-        let (token, n) = session
-            .execute(now, command, options, self.pump.queue_buf())
-            .map_err(DriveError::Execute)?;
-        self.pump.queued(n);
+        let token = queue(&mut self.pump, session, |s, out| {
+            s.execute(now, command, options, out)
+        })
+        .map_err(DriveError::Execute)?;
         write_staged(io, &mut self.pump)?;
         Ok(token)
     }
@@ -353,10 +339,10 @@ impl<'b> Driver<'b> {
         T: Write,
     {
         self.flush(session, io)?;
-        let (token, n) = session
-            .execute_raw(now, name, arguments, options, self.pump.queue_buf())
-            .map_err(DriveError::Execute)?;
-        self.pump.queued(n);
+        let token = queue(&mut self.pump, session, |s, out| {
+            s.execute_raw(now, name, arguments, options, out)
+        })
+        .map_err(DriveError::Execute)?;
         write_staged(io, &mut self.pump)?;
         Ok(token)
     }
@@ -383,17 +369,8 @@ impl<'b> Driver<'b> {
         if !session.knows(token) {
             return Err(DriveError::UnknownToken);
         }
-        loop {
-            match next_for(session, token, &mut on_event) {
-                Next::Mine => return take_outcome(session).ok_or(DriveError::UnknownToken),
-                Next::Other => continue,
-                Next::None => {}
-            }
-            let wants = turn(io, &mut self.pump, session, now())?;
-            if wants.closed && !wants.app && !session.knows(token) {
-                return Err(DriveError::Eof);
-            }
-        }
+        self.drive_until(session, io, &mut now, |s| resolved(s, token, &mut on_event))?;
+        take_outcome(session).ok_or(DriveError::UnknownToken)
     }
 
     /// Runs until a QMP client is negotiated ([`State::Ready`]; with
@@ -414,22 +391,27 @@ impl<'b> Driver<'b> {
         B: AsRef<[u8]> + AsMut<[u8]>,
         T: Read + Write + ReadReady,
     {
+        self.drive_until(client, io, &mut now, |c| negotiated(c, &mut on_event))?;
+        self.flush(client, io)
+    }
+
+    /// Runs the session until `done` (which polls its events) says stop.
+    fn drive_until<S, T>(
+        &mut self,
+        session: &mut S,
+        io: &mut T,
+        now: &mut impl FnMut() -> Instant,
+        mut done: impl FnMut(&mut S) -> Option<Result<(), DriveError<T::Error>>>,
+    ) -> Result<(), DriveError<T::Error>>
+    where
+        S: Session,
+        T: Read + Write + ReadReady,
+    {
         loop {
-            while let Some(ev) = client.poll_event() {
-                let failed = matches!(ev, ClientEvent::NegotiationFailed { .. });
-                on_event(&ev);
-                if failed {
-                    return Err(DriveError::NegotiationFailed);
-                }
+            if let Some(r) = done(session) {
+                return r;
             }
-            match (client.state(), client.config().negotiation()) {
-                (State::Ready, _) | (State::Negotiating, Negotiation::Manual) => {
-                    return self.flush(client, io)
-                }
-                (State::Closed, _) => return Err(DriveError::Eof),
-                _ => {}
-            }
-            turn(io, &mut self.pump, client, now())?;
+            turn(io, &mut self.pump, session, now())?;
         }
     }
 
@@ -454,14 +436,8 @@ impl<'b> Driver<'b> {
         T: Read + Write + ReadReady,
     {
         let token = qga.sync(now(), id, deadline).map_err(DriveError::Execute)?;
-        match self.run_until(qga, io, token, &mut now, on_event)? {
-            Outcome::Return(_) => {}
-            _ => return Err(DriveError::SyncFailed),
-        }
-        if qga.state() == QgaState::Synced {
-            Ok(())
-        } else {
-            Err(DriveError::SyncFailed)
-        }
+        let outcome = self.run_until(qga, io, token, &mut now, on_event)?;
+        let ok = matches!(outcome, Outcome::Return(_));
+        synced::<B, N, T::Error>(ok, qga)
     }
 }

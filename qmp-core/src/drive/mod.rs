@@ -16,7 +16,9 @@
 
 use core::fmt;
 
-use crate::client::{ClientEvent, Command, ExecuteError, ExecuteOptions, Outcome, Token};
+use crate::client::{
+    Client, ClientEvent, Command, ExecuteError, ExecuteOptions, Negotiation, Outcome, State, Token,
+};
 use crate::json::RawJson;
 use crate::pump::Session;
 use crate::{Instant, InsufficientSize};
@@ -152,8 +154,8 @@ impl Transport {
 }
 
 /// The client sessions a [`blocking::Driver`] or [`asynch::Driver`] runs:
-/// the QMP [`Client`] and the guest-agent
-/// [`QgaClient`].
+/// the QMP [`Client`](crate::client::Client) and the guest-agent
+/// [`QgaClient`](crate::qga::QgaClient).
 pub trait ClientSession: Session {
     /// See [`Client::execute`](crate::client::Client::execute).
     ///
@@ -186,45 +188,98 @@ pub trait ClientSession: Session {
     fn knows(&self, token: Token) -> bool;
 }
 
-macro_rules! client_session {
-    ($ty:ident) => {
-        impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> ClientSession for $ty<B, N> {
-            fn execute<C: Command>(
-                &mut self,
-                now: Instant,
-                command: &C,
-                options: ExecuteOptions,
-                out: &mut [u8],
-            ) -> Result<(Token, usize), ExecuteError> {
-                $ty::execute(self, now, command, options, out)
-            }
-            fn execute_raw(
-                &mut self,
-                now: Instant,
-                name: &str,
-                arguments: Option<RawJson<'_>>,
-                options: ExecuteOptions,
-                out: &mut [u8],
-            ) -> Result<(Token, usize), ExecuteError> {
-                $ty::execute_raw(self, now, name, arguments, options, out)
-            }
-            fn poll_event(&mut self) -> Option<ClientEvent<'_>> {
-                $ty::poll_event(self)
-            }
-            fn next_event_resolves(&self, token: Token) -> bool {
-                $ty::next_event_resolves(self, token)
-            }
-            fn knows(&self, token: Token) -> bool {
-                $ty::knows(self, token)
-            }
-        }
-    };
+/// A client driver: the caller's [`Pump`](crate::pump::Pump) (what is
+/// staged and held stays across calls), and how it waits, `M` — used as
+/// [`blocking::Driver`] or [`asynch::Driver`], whose docs list the calls.
+#[derive(Debug)]
+pub struct ClientDriver<'b, M> {
+    pump: crate::pump::Pump<'b>,
+    mode: core::marker::PhantomData<M>,
 }
 
-use crate::client::Client;
-use crate::qga::QgaClient;
-client_session!(Client);
-client_session!(QgaClient);
+/// [`ClientDriver`]'s mode for [`blocking::Driver`].
+#[derive(Debug)]
+pub enum Blocking {}
+
+/// [`ClientDriver`]'s mode for [`asynch::Driver`].
+#[derive(Debug)]
+pub enum Async {}
+
+impl<'b, M> ClientDriver<'b, M> {
+    /// A driver on `pump` (its transmit buffer holds one outgoing command).
+    pub fn new(pump: crate::pump::Pump<'b>) -> Self {
+        ClientDriver {
+            pump,
+            mode: core::marker::PhantomData,
+        }
+    }
+
+    /// The pump.
+    pub fn pump(&mut self) -> &mut crate::pump::Pump<'b> {
+        &mut self.pump
+    }
+}
+
+/// For a driver negotiating a QMP client: reports its events and says
+/// whether negotiation is over (`Some`: done or failed).
+pub(crate) fn negotiated<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize, E>(
+    client: &mut Client<B, N>,
+    on_event: &mut impl FnMut(&ClientEvent<'_>),
+) -> Option<Result<(), DriveError<E>>> {
+    while let Some(ev) = client.poll_event() {
+        let failed = matches!(ev, ClientEvent::NegotiationFailed { .. });
+        on_event(&ev);
+        if failed {
+            return Some(Err(DriveError::NegotiationFailed));
+        }
+    }
+    match (client.state(), client.config().negotiation()) {
+        (State::Ready, _) | (State::Negotiating, Negotiation::Manual) => Some(Ok(())),
+        (State::Closed, _) => Some(Err(DriveError::Eof)),
+        _ => None,
+    }
+}
+
+/// For a driver waiting for `token`: reports other events and says whether
+/// the wait is over (`Some(Ok)`: its resolution is the next event).
+pub(crate) fn resolved<S: ClientSession, E>(
+    session: &mut S,
+    token: Token,
+    on_event: &mut impl FnMut(&ClientEvent<'_>),
+) -> Option<Result<(), DriveError<E>>> {
+    loop {
+        match next_for(session, token, on_event) {
+            Next::Mine => return Some(Ok(())),
+            Next::Other => {}
+            // Not known any more and not next: its resolution went by.
+            Next::None => return (!session.knows(token)).then_some(Err(DriveError::Eof)),
+        }
+    }
+}
+
+/// Whether a guest-agent sync that resolved (`returned`: with its id) left
+/// `qga` synced.
+pub(crate) fn synced<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize, E>(
+    returned: bool,
+    qga: &crate::qga::QgaClient<B, N>,
+) -> Result<(), DriveError<E>> {
+    match (returned, qga.state()) {
+        (true, crate::qga::QgaState::Synced) => Ok(()),
+        _ => Err(DriveError::SyncFailed),
+    }
+}
+
+/// Writes the request `write` makes into the pump's transmit buffer,
+/// behind what is staged; the token of the request.
+pub(crate) fn queue<S>(
+    pump: &mut crate::pump::Pump<'_>,
+    session: &mut S,
+    write: impl FnOnce(&mut S, &mut [u8]) -> Result<(Token, usize), ExecuteError>,
+) -> Result<Token, ExecuteError> {
+    let (token, n) = write(session, pump.queue_buf())?;
+    pump.queued(n);
+    Ok(token)
+}
 
 /// What a driver makes of the next event while it waits for `token`.
 pub(crate) enum Next {
