@@ -35,10 +35,14 @@
 //!   writes what it still has for at most 2 s.
 //! * **Events a peer does not read**: each session may have
 //!   [`ServerConfig::event_backlog`] bytes of events waiting beyond its
-//!   output buffer and the socket's buffers (1 MiB by default; an event is
-//!   charged its name, data and throttle key plus [`EVENT_OVERHEAD`] bytes,
-//!   about what it costs in memory). The event that would go past it
-//!   **closes the session** (counted in [`ServerStats::closed_behind`]):
+//!   output buffer and the socket's buffers while its socket is full (1 MiB
+//!   by default; an event is charged its name, data and throttle key plus
+//!   [`EVENT_OVERHEAD`] bytes, about what it costs in memory), and
+//!   [`BUSY_BACKLOG_FACTOR`] times as much while its socket takes output
+//!   but its thread has not taken them yet (a burst faster than the thread
+//!   is scheduled, or a handler running long on it). The event that would
+//!   go past it **closes the session** (counted in
+//!   [`ServerStats::closed_behind`]):
 //!   nothing more is written (its peer does not read), and its peer reads
 //!   what the socket still held, then end of stream. QEMU has no such bound
 //!   — its monitor appends every reply and event to an output string that
@@ -207,10 +211,12 @@ pub struct ServerConfig {
     /// [module docs](self#bounds)). At least 1.
     pub max_sessions: usize,
     /// Bytes of events a session may have waiting beyond its output buffer
-    /// (default [`DEFAULT_EVENT_BACKLOG`]), each event charged its name,
-    /// data and key plus [`EVENT_OVERHEAD`]; a session that falls further
-    /// behind is closed (see the [module docs](self#bounds)). An event is
-    /// always taken by a session with nothing waiting, whatever its size.
+    /// while its socket is full (default [`DEFAULT_EVENT_BACKLOG`]; while
+    /// the socket takes output, [`BUSY_BACKLOG_FACTOR`] times as much),
+    /// each event charged its name, data and key plus [`EVENT_OVERHEAD`]; a
+    /// session that falls further behind is closed (see the
+    /// [module docs](self#bounds)). An event is always taken by a session
+    /// with nothing waiting, whatever its size.
     pub event_backlog: usize,
 }
 
@@ -608,16 +614,27 @@ impl Waker {
     }
 }
 
+/// How many times [`ServerConfig::event_backlog`] a session may have
+/// waiting while its socket takes output (its thread is busy, e.g. in a
+/// handler, or not yet scheduled): a hard ceiling, for memory.
+pub const BUSY_BACKLOG_FACTOR: usize = 8;
+
 /// The events a session has not handed to its agent yet (in its mailbox,
 /// or owed for want of output room), in bytes as [`event_cost`] charges
-/// them; past the limit the session is over ([`Backlog::is_over`]) and
-/// takes no more. Shared by the senders and the session; no I/O (an async
-/// runner keeps the same books).
+/// them. Past the limit while the session's socket is full (its peer does
+/// not read), or past [`BUSY_BACKLOG_FACTOR`] times the limit in any case,
+/// the session is over ([`Backlog::is_over`]) and takes no more. Shared by
+/// the senders and the session; no I/O (an async runner keeps the same
+/// books: it reports [`Backlog::set_blocked`] as its writes find the
+/// socket full or drain it).
 #[derive(Debug)]
 pub(crate) struct Backlog {
     bytes: AtomicUsize,
     limit: usize,
-    over: AtomicBool,
+    /// The session's socket was full at its last write.
+    blocked: AtomicBool,
+    /// The limit that the session went past (0: none).
+    over: AtomicUsize,
 }
 
 impl Backlog {
@@ -625,8 +642,15 @@ impl Backlog {
         Backlog {
             bytes: AtomicUsize::new(0),
             limit,
-            over: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+            over: AtomicUsize::new(0),
         }
+    }
+
+    /// The session's socket is full (`true`: its peer is not reading what
+    /// was written), or took everything staged (`false`).
+    pub(crate) fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
     }
 
     /// Charges an event of `cost` bytes; `false` (nothing charged) when it
@@ -636,10 +660,15 @@ impl Backlog {
         if self.is_over() {
             return false;
         }
+        let limit = if self.blocked.load(Ordering::SeqCst) {
+            self.limit
+        } else {
+            self.limit.saturating_mul(BUSY_BACKLOG_FACTOR)
+        };
         let before = self.bytes.fetch_add(cost, Ordering::SeqCst);
-        if before > 0 && before.saturating_add(cost) > self.limit {
+        if before > 0 && before.saturating_add(cost) > limit {
             self.bytes.fetch_sub(cost, Ordering::SeqCst);
-            self.over.store(true, Ordering::SeqCst);
+            self.over.store(limit.max(1), Ordering::SeqCst);
             return false;
         }
         true
@@ -652,6 +681,12 @@ impl Backlog {
 
     /// Whether the session fell further behind than the limit.
     pub(crate) fn is_over(&self) -> bool {
+        self.over() != 0
+    }
+
+    /// The limit the session went past (0: none): the backlog, or
+    /// [`BUSY_BACKLOG_FACTOR`] times it.
+    pub(crate) fn over(&self) -> usize {
         self.over.load(Ordering::SeqCst)
     }
 }
@@ -1290,9 +1325,15 @@ impl Conn<'_> {
                 .shared
                 .closed_behind
                 .fetch_add(1, Ordering::SeqCst);
+            let limit = books.backlog.over();
+            let why = if limit > cfg.event_backlog {
+                "its thread did not take them"
+            } else {
+                "its peer does not read"
+            };
             eprintln!(
-                "qmp agent: connection {}: closed: its peer fell more than {} bytes of events behind (it does not read)",
-                self.id, cfg.event_backlog
+                "qmp agent: connection {}: closed: more than {limit} bytes of events waited for it ({why})",
+                self.id
             );
         }
         if books.stop_server {
@@ -1331,7 +1372,9 @@ impl Conn<'_> {
             // mailbox and input meanwhile, as far as the agent takes it).
             let mut blocked = false;
             if !pump.transmit().is_empty() {
-                if write(stream, pump)? {
+                let wrote = write(stream, pump)?;
+                books.backlog.set_blocked(!pump.transmit().is_empty());
+                if wrote {
                     continue;
                 }
                 blocked = true;
