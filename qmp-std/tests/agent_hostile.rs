@@ -30,10 +30,18 @@ const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 /// about 6 MB (release) to 8 MB (debug).
 const RSS_BOUND_KIB: u64 = 32 << 10;
 
-/// A `qmp agent` child on a Unix socket; its stderr is collected.
+/// A `qmp agent` child on a Unix socket; its stderr is collected. Killed
+/// when dropped (a failing test leaves no agent behind).
 struct Agent {
     child: Child,
-    stderr: thread::JoinHandle<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Agent {
@@ -59,7 +67,10 @@ impl Agent {
             assert!(t0.elapsed() < Duration::from_secs(10), "agent not up");
             thread::sleep(Duration::from_millis(10));
         }
-        Agent { child, stderr }
+        Agent {
+            child,
+            stderr: Some(stderr),
+        }
     }
 
     /// `VmHWM` (peak resident set) in KiB.
@@ -76,7 +87,7 @@ impl Agent {
     fn finish(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.stderr.join().unwrap()
+        self.stderr.take().unwrap().join().unwrap()
     }
 }
 
