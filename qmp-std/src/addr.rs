@@ -73,6 +73,15 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
         };
     }
+
+    /// Shuts the writing half down (the peer reads end of stream after
+    /// what was sent); errors are ignored.
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
 }
 
 impl std::os::fd::AsFd for Stream {

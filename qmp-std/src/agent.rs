@@ -18,6 +18,68 @@
 //!   out before that request's reply (QEMU's order, e.g. `STOP` then
 //!   `{"return": {}}`).
 //!
+//! # Bounds
+//!
+//! What a hostile or broken peer can make the runner hold is bounded; past
+//! each bound the runner does one explicit, documented thing and counts it
+//! ([`ServerStats`], from [`Server::stats`] or [`EventSender::stats`]; and
+//! a line on stderr).
+//!
+//! * **Requests and replies**: at most [`ServerConfig::framer_size`] per
+//!   request and [`ServerConfig::out_size`] per reply or event (1 MiB
+//!   each by default); 8 queued in-band requests per session (QEMU's
+//!   `QMP_REQ_QUEUE_LEN_MAX`), after which input is not read.
+//! * **Writes never block**: a session whose peer does not read waits for
+//!   the socket to be writable while it goes on taking its mailbox, so it
+//!   can account for — and act on — what piles up. After a stop, a session
+//!   writes what it still has for at most 2 s.
+//! * **Events a peer does not read**: each session may have
+//!   [`ServerConfig::event_backlog`] bytes of events waiting beyond its
+//!   output buffer and the socket's buffers while its socket is full (1 MiB
+//!   by default; an event is charged its name, data and throttle key plus
+//!   [`EVENT_OVERHEAD`] bytes, about what it costs in memory), and
+//!   [`BUSY_BACKLOG_FACTOR`] times as much while its socket takes output
+//!   but its thread has not taken them yet (a burst faster than the thread
+//!   is scheduled, or a handler running long on it). The event that would
+//!   go past it **closes the session** (counted in
+//!   [`ServerStats::closed_behind`]):
+//!   nothing more is written (its peer does not read), and its peer reads
+//!   what the socket still held, then end of stream. QEMU has no such bound
+//!   — its monitor appends every reply and event to an output string that
+//!   grows without limit while the chardev is not writable
+//!   (`monitor_flush_locked` keeps the unwritten rest and waits for
+//!   `G_IO_OUT`) — so a monitor client that stops reading makes QEMU grow
+//!   (a million unread events cost our runner 207 MB before this bound,
+//!   about 6 MB now). Closing rather than dropping events: QMP has no way
+//!   to tell a peer that events were lost, and a client that misses, say,
+//!   `BLOCK_JOB_COMPLETED` or `SHUTDOWN` waits forever or acts on stale
+//!   state; a closed connection is something every client handles
+//!   (reconnect, query the state again). A peer that reads, however
+//!   slowly, is never closed for the replies to its own requests: those
+//!   are bounded by its queue, not by the backlog.
+//! * **Sessions**: at most [`ServerConfig::max_sessions`] at once (64 by
+//!   default: three descriptors and one thread each, well within the
+//!   common soft limit of 1024 descriptors). With the default buffers an
+//!   idle session holds 50–80 KiB (its buffers are allocated zeroed, so
+//!   the kernel backs their pages only once they are used), one that has
+//!   taken a near-1 MiB request and filled its output about 3 MiB, plus
+//!   its event backlog. A connection beyond is **refused**
+//!   (counted in [`ServerStats::refused`]): it gets one line, `{"error":
+//!   {"class": "GenericError", "desc": "too many sessions (at most N); try
+//!   again later"}}` (the dialect's line end), and is closed at once;
+//!   admitted sessions go on unaffected. An error line rather than a bare
+//!   close, because end of stream alone looks like a crash or a wrong
+//!   address, while the error names the cause in QMP's own vocabulary
+//!   (QEMU sends id-less `GenericError`s for input it cannot attribute): a
+//!   QMP client waiting for the greeting fails at once on it (ours prints
+//!   it; python's `qemu.qmp` raises a greeting error). A guest-agent
+//!   client that writes its sync first may find the socket closed before
+//!   it reads the line (ours then reports a broken pipe); either way it
+//!   ends at once, never on a timeout. What the peer sent before the close
+//!   is read and dropped, so the close does not reset the connection.
+//!   QEMU instead serves one client per chardev and leaves the others
+//!   waiting, unanswered, in the listen backlog.
+//!
 //! ```no_run
 //! use qmp_std::agent::{CommandDef, Outcome, Server, ServerConfig};
 //! use qmp_std::{Address, Json};
@@ -49,7 +111,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -66,6 +128,15 @@ pub const QUEUE_SLACK: usize = 64 << 10;
 const THROTTLE_SLOT_SIZE: usize = 16 << 10;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 << 10;
+/// Default [`ServerConfig::max_sessions`]: 64 sessions at once.
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
+/// Default [`ServerConfig::event_backlog`]: 1 MiB of events per session.
+pub const DEFAULT_EVENT_BACKLOG: usize = 1 << 20;
+/// What one event waiting for a session is charged against
+/// [`ServerConfig::event_backlog`] besides its name, data and key: about
+/// what it costs in memory (the shared event, its place in the mailbox
+/// and in the session's queue).
+pub const EVENT_OVERHEAD: usize = 128;
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -107,8 +178,10 @@ impl CommandDef {
 }
 
 /// Server settings (owned form of qmp-core's [`AgentConfig`], plus buffer
-/// sizes).
+/// sizes and the runner's bounds). Build with [`ServerConfig::qmp`] or
+/// [`ServerConfig::qga`], then set fields or use the builder methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Greeting version `(major, minor, micro)` (QMP).
     pub version: (u64, u64, u64),
@@ -133,10 +206,24 @@ pub struct ServerConfig {
     pub queue_size: Option<usize>,
     /// Output buffer size: the largest single reply or event.
     pub out_size: usize,
+    /// Sessions served at once (default [`DEFAULT_MAX_SESSIONS`]); a
+    /// connection beyond is refused: one error line, then closed (see the
+    /// [module docs](self#bounds)). At least 1.
+    pub max_sessions: usize,
+    /// Bytes of events a session may have waiting beyond its output buffer
+    /// while its socket is full (default [`DEFAULT_EVENT_BACKLOG`]; while
+    /// the socket takes output, [`BUSY_BACKLOG_FACTOR`] times as much),
+    /// each event charged its name, data and key plus [`EVENT_OVERHEAD`]; a
+    /// session that falls further behind is closed (see the
+    /// [module docs](self#bounds)). An event is always taken by a session
+    /// with nothing waiting, whatever its size.
+    pub event_backlog: usize,
 }
 
 impl ServerConfig {
-    /// QMP with `oob` offered, compact output, 1 MiB buffers.
+    /// QMP with `oob` offered, compact output, 1 MiB buffers, at most
+    /// [`DEFAULT_MAX_SESSIONS`] sessions with [`DEFAULT_EVENT_BACKLOG`]
+    /// each.
     pub fn qmp(
         version: (u64, u64, u64),
         package: impl Into<String>,
@@ -153,16 +240,32 @@ impl ServerConfig {
             framer_size: DEFAULT_FRAMER_SIZE,
             queue_size: None,
             out_size: DEFAULT_OUT_SIZE,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            event_backlog: DEFAULT_EVENT_BACKLOG,
         }
     }
 
-    /// The guest-agent dialect, 1 MiB buffers.
+    /// The guest-agent dialect; the defaults of [`ServerConfig::qmp`].
     pub fn qga(commands: Vec<CommandDef>) -> Self {
         ServerConfig {
             offer_oob: false,
             qga: true,
             ..ServerConfig::qmp((0, 0, 0), "", commands)
         }
+    }
+
+    /// Sets [`ServerConfig::max_sessions`] (at least 1).
+    #[must_use]
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// Sets [`ServerConfig::event_backlog`] in bytes.
+    #[must_use]
+    pub fn event_backlog(mut self, bytes: usize) -> Self {
+        self.event_backlog = bytes;
+        self
     }
 
     fn queue_len(&self) -> usize {
@@ -407,20 +510,50 @@ impl EventSender {
         self.send(EventOut::now(name, data))
     }
 
-    /// Broadcasts an event as given.
+    /// Broadcasts an event as given. Returns how many connections it was
+    /// handed to: not those whose session is closing because it fell
+    /// further behind than [`ServerConfig::event_backlog`].
     pub fn send(&self, event: EventOut) -> usize {
+        let cost = event_cost(&event);
         let event = Arc::new(event);
         let conns = self.shared.conns();
-        conns
-            .values()
-            .filter(|tx| tx.send(ConnMsg::Event(Arc::clone(&event))).is_ok())
-            .count()
+        conns.values().filter(|tx| tx.offer(&event, cost)).count()
     }
 
     /// How many connections are open.
     pub fn connections(&self) -> usize {
         self.shared.conns().len()
     }
+
+    /// The server's counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+}
+
+/// What a server counted since it was bound ([`Server::stats`],
+/// [`EventSender::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Sessions open now.
+    pub sessions: usize,
+    /// Connections admitted as sessions.
+    pub admitted: u64,
+    /// Connections refused because [`ServerConfig::max_sessions`] were
+    /// open.
+    pub refused: u64,
+    /// Sessions closed because more than [`ServerConfig::event_backlog`]
+    /// of events waited for a peer that did not read them.
+    pub closed_behind: u64,
+}
+
+/// What an event is charged against a session's backlog.
+fn event_cost(ev: &EventOut) -> usize {
+    EVENT_OVERHEAD
+        + ev.name.len()
+        + ev.data.as_ref().map_or(0, |d| d.as_bytes().len())
+        + ev.throttle_key.as_ref().map_or(0, String::len)
 }
 
 impl std::fmt::Debug for EventSender {
@@ -457,7 +590,8 @@ impl std::fmt::Debug for StopHandle {
 }
 
 enum ConnMsg {
-    Event(Arc<EventOut>),
+    /// An event and what it is charged against the backlog.
+    Event(Arc<EventOut>, usize),
     Complete(u32, Response),
     Stop,
 }
@@ -480,11 +614,89 @@ impl Waker {
     }
 }
 
+/// How many times [`ServerConfig::event_backlog`] a session may have
+/// waiting while its socket takes output (its thread is busy, e.g. in a
+/// handler, or not yet scheduled): a hard ceiling, for memory.
+pub const BUSY_BACKLOG_FACTOR: usize = 8;
+
+/// The events a session has not handed to its agent yet (in its mailbox,
+/// or owed for want of output room), in bytes as [`event_cost`] charges
+/// them. Past the limit while the session's socket is full (its peer does
+/// not read), or past [`BUSY_BACKLOG_FACTOR`] times the limit in any case,
+/// the session is over ([`Backlog::is_over`]) and takes no more. Shared by
+/// the senders and the session; no I/O (an async runner keeps the same
+/// books: it reports [`Backlog::set_blocked`] as its writes find the
+/// socket full or drain it).
+#[derive(Debug)]
+pub(crate) struct Backlog {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// The session's socket was full at its last write.
+    blocked: AtomicBool,
+    /// The limit that the session went past (0: none).
+    over: AtomicUsize,
+}
+
+impl Backlog {
+    pub(crate) fn new(limit: usize) -> Self {
+        Backlog {
+            bytes: AtomicUsize::new(0),
+            limit,
+            blocked: AtomicBool::new(false),
+            over: AtomicUsize::new(0),
+        }
+    }
+
+    /// The session's socket is full (`true`: its peer is not reading what
+    /// was written), or took everything staged (`false`).
+    pub(crate) fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    /// Charges an event of `cost` bytes; `false` (nothing charged) when it
+    /// would go past the limit — the backlog is then over — or is already.
+    /// An event is always taken while nothing is charged.
+    pub(crate) fn charge(&self, cost: usize) -> bool {
+        if self.is_over() {
+            return false;
+        }
+        let limit = if self.blocked.load(Ordering::SeqCst) {
+            self.limit
+        } else {
+            self.limit.saturating_mul(BUSY_BACKLOG_FACTOR)
+        };
+        let before = self.bytes.fetch_add(cost, Ordering::SeqCst);
+        if before > 0 && before.saturating_add(cost) > limit {
+            self.bytes.fetch_sub(cost, Ordering::SeqCst);
+            self.over.store(limit.max(1), Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// An event of `cost` bytes was handed to the agent (or dropped).
+    pub(crate) fn discharge(&self, cost: usize) {
+        self.bytes.fetch_sub(cost, Ordering::SeqCst);
+    }
+
+    /// Whether the session fell further behind than the limit.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over() != 0
+    }
+
+    /// The limit the session went past (0: none): the backlog, or
+    /// [`BUSY_BACKLOG_FACTOR`] times it.
+    pub(crate) fn over(&self) -> usize {
+        self.over.load(Ordering::SeqCst)
+    }
+}
+
 /// A connection's mailbox: messages for its session, which is woken up.
 #[derive(Clone)]
 struct ConnTx {
     tx: Sender<ConnMsg>,
     waker: Arc<Waker>,
+    backlog: Arc<Backlog>,
 }
 
 impl ConnTx {
@@ -493,6 +705,23 @@ impl ConnTx {
         self.tx.send(msg).map_err(|_| ())?;
         self.waker.wake();
         Ok(())
+    }
+
+    /// Sends an event if the session's backlog takes it; whether it was
+    /// sent. A backlog that goes over wakes the session (which closes).
+    fn offer(&self, event: &Arc<EventOut>, cost: usize) -> bool {
+        let was_over = self.backlog.is_over();
+        if !self.backlog.charge(cost) {
+            if !was_over {
+                self.waker.wake();
+            }
+            return false;
+        }
+        if self.send(ConnMsg::Event(Arc::clone(event), cost)).is_err() {
+            self.backlog.discharge(cost);
+            return false;
+        }
+        true
     }
 }
 
@@ -506,11 +735,23 @@ struct Shared {
     stopping: AtomicBool,
     next_id: AtomicU64,
     wake: Wake,
+    admitted: AtomicU64,
+    refused: AtomicU64,
+    closed_behind: AtomicU64,
 }
 
 impl Shared {
     fn conns(&self) -> MutexGuard<'_, HashMap<u64, ConnTx>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats(&self) -> ServerStats {
+        ServerStats {
+            sessions: self.conns().len(),
+            admitted: self.admitted.load(Ordering::SeqCst),
+            refused: self.refused.load(Ordering::SeqCst),
+            closed_behind: self.closed_behind.load(Ordering::SeqCst),
+        }
     }
 
     fn stop(&self) {
@@ -602,6 +843,9 @@ impl Server {
                 stopping: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
                 wake,
+                admitted: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                closed_behind: AtomicU64::new(0),
             }),
         })
     }
@@ -622,6 +866,11 @@ impl Server {
         EventSender {
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
     }
 
     /// A handle to stop the server.
@@ -656,6 +905,8 @@ impl Server {
     }
 
     fn accept_loop(&self) -> io::Result<()> {
+        // Refusing since the last admission (logged once per spell).
+        let mut refusing = false;
         loop {
             let accepted = match &self.listener {
                 Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -682,6 +933,19 @@ impl Server {
                     _ => return Err(e),
                 },
             };
+            let max = self.cfg.max_sessions.max(1);
+            if self.shared.conns().len() >= max {
+                self.shared.refused.fetch_add(1, Ordering::SeqCst);
+                if !refusing {
+                    eprintln!(
+                        "qmp agent: {max} sessions open (the limit): refusing new connections"
+                    );
+                    refusing = true;
+                }
+                refuse(&stream, self.cfg.qga, max);
+                continue;
+            }
+            refusing = false;
             self.start_connection(stream);
         }
     }
@@ -702,6 +966,7 @@ impl Server {
                 tx: wake_tx,
                 notified: AtomicBool::new(false),
             }),
+            backlog: Arc::new(Backlog::new(self.cfg.event_backlog)),
         };
         self.shared.conns().insert(id, tx.clone());
         let cfg = Arc::clone(&self.cfg);
@@ -734,6 +999,39 @@ impl Server {
             });
         if spawned.is_err() {
             self.shared.conns().remove(&id);
+        } else {
+            self.shared.admitted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The text a refused connection gets (see the [module docs](self#bounds)).
+pub(crate) fn refusal_line(qga: bool, max_sessions: usize) -> String {
+    format!(
+        "{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"too many sessions (at most {max_sessions}); try again later\"}}}}{}",
+        if qga { "\n" } else { "\r\n" }
+    )
+}
+
+/// Refuses a connection: the error line (without blocking: it fits the
+/// socket's empty send buffer), what the peer already sent is read and
+/// dropped (so that closing does not reset the connection and lose the
+/// line), then the socket is closed.
+fn refuse(stream: &Stream, qga: bool, max_sessions: usize) {
+    use rustix::net::{recv, send, RecvFlags, SendFlags};
+    let line = refusal_line(qga, max_sessions);
+    let _ = send(
+        stream,
+        line.as_bytes(),
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    );
+    stream.shutdown_write();
+    let mut buf = [0u8; 4096];
+    // Bounded: a peer that keeps sending does not hold the accept loop.
+    for _ in 0..16 {
+        match recv(stream, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n > 0 => {}
+            _ => break,
         }
     }
 }
@@ -775,7 +1073,8 @@ struct Conn<'s> {
 /// full: sent, in order, once there is room.
 enum Owed {
     Reply(ReplyToken, Response),
-    Event(Arc<EventOut>),
+    /// An event and what it is charged against the backlog.
+    Event(Arc<EventOut>, usize),
 }
 
 /// The session besides the agent and the pump — none of it does I/O.
@@ -790,6 +1089,9 @@ struct Books {
     stop_server: bool,
     /// Time zero of the agent's millisecond clock.
     epoch: Instant,
+    /// The events charged to this session and not yet handed to its
+    /// agent (in the mailbox and in [`Books::owed`]).
+    backlog: Arc<Backlog>,
 }
 
 /// Output is written once no more input can be taken at once (one write
@@ -815,12 +1117,21 @@ impl Books {
         }
     }
 
-    /// Emits an event, or owes it while output is full.
-    fn emit(&mut self, agent: &mut Agent<'_, '_>, event: Arc<EventOut>) {
+    /// Emits an event, or owes it while output is full (it stays charged
+    /// to the backlog until it is emitted).
+    fn emit(&mut self, agent: &mut Agent<'_, '_>, event: Arc<EventOut>, cost: usize) {
         let now = self.now();
         if !self.owed.is_empty() || !emit(agent, &event, now) {
-            self.owed.push_back(Owed::Event(event));
+            self.owed.push_back(Owed::Event(event, cost));
+        } else {
+            self.backlog.discharge(cost);
         }
+    }
+
+    /// Whether the session fell further behind than its backlog allows:
+    /// it is closed without flushing (its peer does not read).
+    fn behind(&self) -> bool {
+        self.backlog.is_over()
     }
 
     /// Sends what is owed as far as output room allows; whether all of it
@@ -835,7 +1146,14 @@ impl Books {
                 Owed::Reply(token, response) => {
                     complete(agent, token, &response).map(|t| Owed::Reply(t, response))
                 }
-                Owed::Event(event) => (!emit(agent, &event, now)).then_some(Owed::Event(event)),
+                Owed::Event(event, cost) => {
+                    if emit(agent, &event, now) {
+                        self.backlog.discharge(cost);
+                        None
+                    } else {
+                        Some(Owed::Event(event, cost))
+                    }
+                }
             };
             if let Some(owed) = blocked {
                 self.owed.push_front(owed);
@@ -850,12 +1168,15 @@ impl Books {
     /// than spin, and drop owed events.
     fn give_up(&mut self, agent: &mut Agent<'_, '_>) {
         for owed in self.owed.drain(..) {
-            if let Owed::Reply(token, _) = owed {
-                let stuck = CoreReply::Error {
-                    class: "GenericError",
-                    desc: "internal error: output buffer stuck",
-                };
-                let _ = agent.complete(token, stuck);
+            match owed {
+                Owed::Reply(token, _) => {
+                    let stuck = CoreReply::Error {
+                        class: "GenericError",
+                        desc: "internal error: output buffer stuck",
+                    };
+                    let _ = agent.complete(token, stuck);
+                }
+                Owed::Event(_, cost) => self.backlog.discharge(cost),
             }
         }
     }
@@ -917,16 +1238,32 @@ fn read(stream: &Stream, pump: &mut Pump<'_>) -> bool {
     }
 }
 
-/// Writes what the pump staged.
-fn write(stream: &mut Stream, pump: &mut Pump<'_>) -> io::Result<()> {
-    let n = pump.transmit().len();
-    stream.write_all(pump.transmit())?;
-    pump.sent(n);
-    Ok(())
+/// Writes what the pump staged, as far as the socket takes it without
+/// blocking. Returns whether anything was written (`false`: the socket is
+/// full; wait until it is writable).
+fn write(stream: &Stream, pump: &mut Pump<'_>) -> io::Result<bool> {
+    use rustix::net::{send, SendFlags};
+    let mut wrote = false;
+    while !pump.transmit().is_empty() {
+        match send(
+            stream,
+            pump.transmit(),
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => {
+                pump.sent(n);
+                wrote = true;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(wrote)
 }
 
 impl Conn<'_> {
-    fn serve(&mut self, mut stream: Stream) -> io::Result<()> {
+    fn serve(&mut self, stream: Stream) -> io::Result<()> {
         let cfg = self.cfg;
         let specs: Vec<CommandSpec<'_>> = cfg
             .commands
@@ -979,9 +1316,26 @@ impl Conn<'_> {
             stop: false,
             stop_server: false,
             epoch: Instant::now(),
+            backlog: Arc::clone(&self.tx.backlog),
         };
-        let result = self.session(&mut agent, &mut pump, &mut stream, &mut books);
+        let result = self.session(&mut agent, &mut pump, &stream, &mut books);
         stream.shutdown();
+        if books.behind() {
+            self.events
+                .shared
+                .closed_behind
+                .fetch_add(1, Ordering::SeqCst);
+            let limit = books.backlog.over();
+            let why = if limit > cfg.event_backlog {
+                "its thread did not take them"
+            } else {
+                "its peer does not read"
+            };
+            eprintln!(
+                "qmp agent: connection {}: closed: more than {limit} bytes of events waited for it ({why})",
+                self.id
+            );
+        }
         if books.stop_server {
             self.events.shared.stop();
         }
@@ -995,12 +1349,12 @@ impl Conn<'_> {
         &mut self,
         agent: &mut Agent<'_, '_>,
         pump: &mut Pump<'_>,
-        stream: &mut Stream,
+        stream: &Stream,
         books: &mut Books,
     ) -> io::Result<()> {
         loop {
             let wants = pump.step(agent, books.now());
-            if wants.closed {
+            if wants.closed || books.behind() {
                 return Ok(());
             }
             let clear = books.retry(agent);
@@ -1014,11 +1368,18 @@ impl Conn<'_> {
                     continue;
                 }
             }
+            // The socket is full: wait until it is writable (taking the
+            // mailbox and input meanwhile, as far as the agent takes it).
+            let mut blocked = false;
             if !pump.transmit().is_empty() {
-                write(stream, pump)?;
-                continue;
+                let wrote = write(stream, pump)?;
+                books.backlog.set_blocked(!pump.transmit().is_empty());
+                if wrote {
+                    continue;
+                }
+                blocked = true;
             }
-            if !clear {
+            if !clear && !blocked {
                 books.give_up(agent);
                 continue;
             }
@@ -1037,7 +1398,7 @@ impl Conn<'_> {
             let timeout = wants
                 .timeout
                 .map(|due| due.saturating_millis_since(books.now()));
-            self.sleep(wants.read, stream, timeout)?;
+            self.sleep(wants.read, blocked, stream, timeout)?;
         }
     }
 
@@ -1070,19 +1431,28 @@ impl Conn<'_> {
         }
     }
 
-    /// Waits (poll(2)) until the socket is readable (when `read`), a
-    /// message is sent to this connection, or `timeout_ms` passed.
-    fn sleep(&self, read: bool, stream: &Stream, timeout_ms: Option<u64>) -> io::Result<()> {
+    /// Waits (poll(2)) until the socket is readable (when `read`) or
+    /// writable (when `write`), a message is sent to this connection, or
+    /// `timeout_ms` passed.
+    fn sleep(
+        &self,
+        read: bool,
+        write: bool,
+        stream: &Stream,
+        timeout_ms: Option<u64>,
+    ) -> io::Result<()> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let timeout = timeout_ms.map(|ms| Timespec {
             tv_sec: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
             tv_nsec: i64::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
         });
-        let socket_flags = if read {
-            PollFlags::IN
-        } else {
-            PollFlags::empty()
-        };
+        let mut socket_flags = PollFlags::empty();
+        if read {
+            socket_flags |= PollFlags::IN;
+        }
+        if write {
+            socket_flags |= PollFlags::OUT;
+        }
         let mut fds = [
             PollFd::new(&self.wake_rx, PollFlags::IN),
             PollFd::new(stream, socket_flags),
@@ -1142,7 +1512,7 @@ impl Conn<'_> {
             any = true;
             match msg {
                 ConnMsg::Stop => books.stop = true,
-                ConnMsg::Event(ev) => books.emit(agent, ev),
+                ConnMsg::Event(ev, cost) => books.emit(agent, ev, cost),
                 ConnMsg::Complete(request, r) => {
                     if let Some(token) = books.outstanding.remove(&request) {
                         books.answer(agent, token, r);
@@ -1154,13 +1524,19 @@ impl Conn<'_> {
     }
 }
 
-/// Writes everything the session has for its peer (once it is stopped).
+/// How long a stopped session keeps writing to a peer that does not read
+/// (what [`Server::run`] waits for its sessions).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Writes everything the session has for its peer (once it is stopped), for
+/// at most [`FLUSH_TIMEOUT`].
 fn flush(
     agent: &mut Agent<'_, '_>,
     pump: &mut Pump<'_>,
-    stream: &mut Stream,
+    stream: &Stream,
     books: &mut Books,
 ) -> io::Result<()> {
+    let deadline = Instant::now() + FLUSH_TIMEOUT;
     loop {
         let clear = books.retry(agent);
         let wants = pump.step(agent, books.now());
@@ -1168,11 +1544,31 @@ fn flush(
             return Ok(());
         }
         if !pump.transmit().is_empty() {
-            write(stream, pump)?;
+            if !write(stream, pump)? {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                wait_writable(stream, left)?;
+            }
         } else if clear {
             return Ok(());
         } else {
             books.give_up(agent);
         }
+    }
+}
+
+/// Waits (poll(2)) until `stream` is writable or `timeout` passed.
+fn wait_writable(stream: &Stream, timeout: Duration) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

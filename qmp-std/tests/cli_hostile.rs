@@ -557,12 +557,16 @@ fn help_documents_every_timeout_and_bound() {
             "  event queue        1024 events (events, shell): beyond, the oldest is",
             "  pipeline           8 in-band requests in flight while oob is enabled",
             "  agent              requests and replies up to 1 MiB each; 8 queued",
+            "  agent sessions     64 at once: a connection beyond gets one error line",
+            "  agent backlog      1 MiB of events per session beyond its output buffer",
             "",
             "Replies and errors that belong to no command, and input that is not JSON,",
             "are printed as warnings on stderr when they arrive.",
         ]
     );
     assert!(bounds.contains("--qga: 10 s; exec --timeout: what is left of SECS"));
+    assert!(bounds.contains("(GenericError \"too many sessions\") and is closed;"));
+    assert!(bounds.contains("while its peer does not read (8 MiB while its thread"));
     for option in ["--timeout SECS", "--count N", "--duration SECS"] {
         assert!(
             help.contains(&format!("  {option}")),

@@ -46,6 +46,12 @@ Timeouts and bounds (defaults):
                      (QEMU's queue)
   agent              requests and replies up to 1 MiB each; 8 queued
                      in-band requests per session (QEMU's backpressure)
+  agent sessions     64 at once: a connection beyond gets one error line
+                     (GenericError \"too many sessions\") and is closed;
+                     admitted sessions go on
+  agent backlog      1 MiB of events per session beyond its output buffer
+                     while its peer does not read (8 MiB while its thread
+                     is busy): the session is then closed (logged on stderr)
 
 Replies and errors that belong to no command, and input that is not JSON,
 are printed as warnings on stderr when they arrive.";
@@ -319,7 +325,13 @@ mod tests {
         )));
         assert_eq!(qmp_std::agent::DEFAULT_FRAMER_SIZE, 1 << 20);
         assert_eq!(qmp_std::agent::DEFAULT_OUT_SIZE, 1 << 20);
-        assert!(row("agent").contains("1 MiB each"));
+        assert!(row("agent ").contains("1 MiB each"));
+        assert_eq!(qmp_std::agent::DEFAULT_MAX_SESSIONS, 64);
+        assert!(row("agent sessions").contains("64 at once"));
+        assert_eq!(qmp_std::agent::DEFAULT_EVENT_BACKLOG, 1 << 20);
+        assert_eq!(qmp_std::agent::BUSY_BACKLOG_FACTOR, 8);
+        assert!(row("agent backlog").contains("1 MiB of events per session"));
+        assert!(USAGE.contains("(8 MiB while its thread"));
     }
 
     #[test]
