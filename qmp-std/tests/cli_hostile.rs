@@ -628,3 +628,30 @@ fn exec_ends_on_a_malformed_reply() {
         "qmp: protocol error: malformed reply to 'query-status': JSON nesting depth limit exceeded\n",
     );
 }
+
+/// Hostile-peer case 8: after a correct sync, a reply with a foreign id and
+/// an id-less reply are warned about, never printed as the result; the
+/// reply with the command's own id is.
+#[test]
+fn qga_exec_takes_only_the_reply_with_its_id() {
+    let dir = TempDir::new("qga-ids");
+    let path = peer(&dir, |mut s| {
+        sync_delimited(&mut s);
+        read_until(&mut s, b"\"id\":1}");
+        s.write_all(
+            b"{\"return\": {\"bad\": 1}, \"id\": \"foreign-999\"}\n{\"return\": {\"bad\": 2}}\n{\"return\": 1795285339653786000, \"id\": 1}\n",
+        )
+        .unwrap();
+        silent(s);
+    });
+    let (out, took) = qmp(&["--unix", sock(&path), "--qga", "exec", "guest-get-time"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1795285339653786000\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("foreign-999") && err.contains("\"bad\": 2"),
+        "{err}"
+    );
+    assert!(!text(&out.stdout).contains("bad"));
+    assert!(AT_ONCE.contains(&took), "took {took:?}");
+}
