@@ -25,7 +25,7 @@ use qmp_core::encode::{
     WriteJson,
 };
 use qmp_core::client::{Client, ClientConfig, ExecuteOptions, Negotiation};
-use qmp_core::drive::blocking::Driver;
+use qmp_core::drive::blocking::BlockingDriver;
 use qmp_core::message::{Exec, Inbound, RequestError};
 use qmp_core::pump::Pump;
 use qmp_core::scan::{self, Dialect, Frame, Framer, FramerConfig};
@@ -291,7 +291,7 @@ pub fn pump_probe(input: &[u8], buf: &mut [u8], rx: &mut [u8], tx: &mut [u8], kn
         chunk: (knobs >> 8) as usize,
         written: 0,
     };
-    let mut driver = Driver::new(Pump::new(rx, tx));
+    let mut driver = BlockingDriver::new(Pump::new(rx, tx));
     let mut clock = 0u64;
     let mut now = || {
         clock = clock.wrapping_add(black_box(7));

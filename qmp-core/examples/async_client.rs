@@ -1,7 +1,7 @@
 // qmp-core/examples/async_client.rs
 use qmp_core::client::commands::QueryStatus;
 use qmp_core::client::{Client, ExecuteOptions};
-use qmp_core::drive::asynch::{Clock, Driver};
+use qmp_core::drive::asynch::{AsyncDriver, Clock};
 use qmp_core::drive::DriveError;
 use qmp_core::pump::Pump;
 
@@ -17,7 +17,7 @@ where
 {
     let (mut framer, mut rx, mut tx) = ([0u8; 1024], [0u8; 64], [0u8; 128]);
     let mut client = Client::new(&mut framer[..]);
-    let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+    let mut driver = AsyncDriver::new(Pump::new(&mut rx, &mut tx));
     driver
         .negotiate(&mut client, rx_half, tx_half, clock, |_| {})
         .await?;

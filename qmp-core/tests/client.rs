@@ -1202,7 +1202,7 @@ fn command_trait_is_usable_for_user_commands() {
 #[cfg(feature = "embedded-io")]
 mod driver {
     use super::*;
-    use qmp_core::drive::blocking::Driver;
+    use qmp_core::drive::blocking::BlockingDriver;
     use qmp_core::drive::DriveError;
     use qmp_core::pump::Pump;
 
@@ -1269,7 +1269,7 @@ mod driver {
             let mut client: Client<&mut [u8], 4> =
                 Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
             let (mut rx, mut tx) = (vec![0u8; rx_len], vec![0u8; 256]);
-            let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+            let mut driver = BlockingDriver::new(Pump::new(&mut rx, &mut tx));
             let mut evs = Vec::new();
             driver
                 .negotiate(
@@ -1387,7 +1387,7 @@ mod driver {
         let mut client: Client<&mut [u8], 4> =
             Client::with_config(&mut fb[..], qmp_core::client::ClientConfig::new());
         let (mut rx, mut tx) = ([0u8; 16], [0u8; 128]);
-        let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+        let mut driver = BlockingDriver::new(Pump::new(&mut rx, &mut tx));
         driver
             .negotiate(&mut client, &mut io, || Instant::ZERO, |_| {})
             .unwrap();
@@ -1451,7 +1451,7 @@ mod driver {
         }
         let mut c = ready::<4>(false);
         let (mut rx, mut tx) = ([0u8; 16], [0u8; 128]);
-        let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+        let mut driver = BlockingDriver::new(Pump::new(&mut rx, &mut tx));
         let t = driver
             .execute(
                 &mut c,

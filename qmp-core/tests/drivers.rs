@@ -747,7 +747,7 @@ fn client_drivers_negotiate_execute_and_see_events() {
         let mut events = Vec::new();
         let running = match kind {
             Kind::Blocking => {
-                let mut d = blocking::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = blocking::BlockingDriver::new(Pump::new(&mut rx, &mut tx));
                 let mut io = Wire(&world);
                 d.negotiate(
                     &mut client,
@@ -777,7 +777,7 @@ fn client_drivers_negotiate_execute_and_see_events() {
                 o.decode::<QueryStatus>().unwrap().running
             }
             Kind::Async => {
-                let mut d = asynch::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = asynch::AsyncDriver::new(Pump::new(&mut rx, &mut tx));
                 let (mut r, mut w) = (AsyncWire(&world), AsyncWire(&world));
                 embassy_futures::block_on(async {
                     d.negotiate(&mut client, &mut r, &mut w, &world, |e| {
@@ -837,7 +837,7 @@ fn client_drivers_resolve_each_request_once_at_eof_mid_reply() {
         };
         let (first, second) = match kind {
             Kind::Blocking => {
-                let mut d = blocking::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = blocking::BlockingDriver::new(Pump::new(&mut rx, &mut tx));
                 let mut io = Wire(&world);
                 d.negotiate(&mut client, &mut io, || world.clock(), |_| {})
                     .unwrap();
@@ -890,7 +890,7 @@ fn client_drivers_resolve_each_request_once_at_eof_mid_reply() {
                 (o1, o2)
             }
             Kind::Async => {
-                let mut d = asynch::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = asynch::AsyncDriver::new(Pump::new(&mut rx, &mut tx));
                 let (mut r, mut w) = (AsyncWire(&world), AsyncWire(&world));
                 embassy_futures::block_on(async {
                     d.negotiate(&mut client, &mut r, &mut w, &world, |_| {})
@@ -961,7 +961,7 @@ fn client_drivers_time_out_on_a_silent_peer() {
         let opts = ExecuteOptions::new().timeout_ms(300);
         let out = match kind {
             Kind::Blocking => {
-                let mut d = blocking::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = blocking::BlockingDriver::new(Pump::new(&mut rx, &mut tx));
                 // Reads do not block: the world tells readiness.
                 let mut io = Wire(&world);
                 d.negotiate(&mut client, &mut io, || world.clock(), |_| {})
@@ -976,7 +976,7 @@ fn client_drivers_time_out_on_a_silent_peer() {
                 )
             }
             Kind::Async => {
-                let mut d = asynch::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = asynch::AsyncDriver::new(Pump::new(&mut rx, &mut tx));
                 let (mut r, mut w) = (AsyncWire(&world), AsyncWire(&world));
                 embassy_futures::block_on(async {
                     d.negotiate(&mut client, &mut r, &mut w, &world, |_| {})
@@ -1012,7 +1012,7 @@ fn guest_agent_sync_through_the_drivers() {
         let mut qga = QgaClient::new(&mut fb[..]);
         let ping = match kind {
             Kind::Blocking => {
-                let mut d = blocking::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = blocking::BlockingDriver::new(Pump::new(&mut rx, &mut tx));
                 let mut io = Wire(&world);
                 d.sync(
                     &mut qga,
@@ -1040,7 +1040,7 @@ fn guest_agent_sync_through_the_drivers() {
                 )
             }
             Kind::Async => {
-                let mut d = asynch::Driver::new(Pump::new(&mut rx, &mut tx));
+                let mut d = asynch::AsyncDriver::new(Pump::new(&mut rx, &mut tx));
                 let (mut r, mut w) = (AsyncWire(&world), AsyncWire(&world));
                 embassy_futures::block_on(async {
                     d.sync(
@@ -1130,7 +1130,7 @@ fn async_drivers_allocate_nothing_and_their_futures_are_small() {
     let world = World::new(&[(0, SERVER), (5, &reply)], None);
     let (mut fb, mut rx, mut tx) = (vec![0u8; 1024], vec![0u8; 32], vec![0u8; 128]);
     let mut client = Client::new(&mut fb[..]);
-    let mut d = asynch::Driver::new(Pump::new(&mut rx, &mut tx));
+    let mut d = asynch::AsyncDriver::new(Pump::new(&mut rx, &mut tx));
     let (mut r, mut w) = (AsyncWire(&world), AsyncWire(&world));
     let (mut negotiate, mut run_until) = (0, 0);
     let (running, allocs) = counting::count_allocs(|| {
@@ -1153,8 +1153,8 @@ fn async_drivers_allocate_nothing_and_their_futures_are_small() {
             u.await.unwrap().decode::<QueryStatus>().unwrap().running
         })
     });
-    println!("size_of_val(asynch::Driver::negotiate future) = {negotiate} bytes");
-    println!("size_of_val(asynch::Driver::run_until future) = {run_until} bytes");
+    println!("size_of_val(asynch::AsyncDriver::negotiate future) = {negotiate} bytes");
+    println!("size_of_val(asynch::AsyncDriver::run_until future) = {run_until} bytes");
     assert!(!running);
     assert_eq!(allocs, 0, "the async client driver allocated");
 }

@@ -5,7 +5,7 @@
 
 use cortex_m_rt::entry;
 use qmp_core::client::commands::QueryStatus;
-use qmp_core::drive::blocking::Driver;
+use qmp_core::drive::blocking::BlockingDriver;
 use qmp_core::pump::Pump;
 use qmp_core::client::{Client, ExecuteOptions, Outcome};
 use qmp_firmware::{now_ms, Uart};
@@ -24,7 +24,7 @@ fn main() -> ! {
     let mut uart = Uart::new(0x4000_0000);
     let mut client = Client::new(&mut framer[..]);
     let (mut rx, mut tx) = ([0u8; 64], [0u8; 128]);
-    let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+    let mut driver = BlockingDriver::new(Pump::new(&mut rx, &mut tx));
     if driver.negotiate(&mut client, &mut uart, now_ms, |_| {}).is_err() {
         loop {}
     }

@@ -1,5 +1,5 @@
 //! The async drivers over `embedded-io-async` (feature
-//! `embedded-io-async`): [`serve`] runs an [`Agent`], [`Driver`] runs the
+//! `embedded-io-async`): [`serve`] runs an [`Agent`], [`AsyncDriver`] runs the
 //! QMP and guest-agent clients. Runtime-free: no executor or time driver in
 //! qmp-core, no allocation, no `unsafe`; futures are raced with
 //! `core::future::poll_fn`.
@@ -16,7 +16,7 @@
 //! writes, runs the application or handles a deadline. The clock's `at` and
 //! the application's [`App::wake`] are raced and dropped when something
 //! else happens first: they must be cancel-safe (timers and signals are).
-//! [`Driver`]'s calls return when their request resolves; a read still in
+//! [`AsyncDriver`]'s calls return when their request resolves; a read still in
 //! flight then (the request timed out while the peer was silent) is
 //! dropped, so give the client driver a cancel-safe reader (most are:
 //! embedded-io-async asks for it). Dropping a driver future itself costs the
@@ -310,7 +310,7 @@ where
 /// use core::future::Future;
 /// use qmp_core::client::{Client, ExecuteOptions, Outcome};
 /// use qmp_core::client::commands::QueryStatus;
-/// use qmp_core::drive::asynch::{Clock, Driver};
+/// use qmp_core::drive::asynch::{Clock, AsyncDriver};
 /// use qmp_core::pump::Pump;
 /// use qmp_core::Instant;
 ///
@@ -339,7 +339,7 @@ where
 /// let mut writer = Canned(b"");
 /// let (mut fb, mut rx, mut tx) = ([0u8; 512], [0u8; 64], [0u8; 128]);
 /// let mut client = Client::new(&mut fb[..]);
-/// let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+/// let mut driver = AsyncDriver::new(Pump::new(&mut rx, &mut tx));
 /// embassy_futures::block_on(async {
 ///     driver.negotiate(&mut client, &mut reader, &mut writer, &Frozen, |_| {}).await.unwrap();
 ///     let token = driver
@@ -353,9 +353,9 @@ where
 ///     assert!(outcome.decode::<QueryStatus>().unwrap().running);
 /// });
 /// ```
-pub type Driver<'b> = super::ClientDriver<'b, super::Async>;
+pub type AsyncDriver<'b> = super::ClientDriver<'b, super::Async>;
 
-impl<'b> Driver<'b> {
+impl<'b> AsyncDriver<'b> {
     /// Writes what the session wants sent on its own (the automatic
     /// `qmp_capabilities`, a sync).
     ///
@@ -376,7 +376,7 @@ impl<'b> Driver<'b> {
     }
 
     /// Executes a typed command: writes it and returns its token (wait for
-    /// it with [`Driver::run_until`]).
+    /// it with [`AsyncDriver::run_until`]).
     ///
     /// # Errors
     /// [`DriveError::Execute`] or a transport error.

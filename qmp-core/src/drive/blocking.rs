@@ -1,5 +1,5 @@
 //! The blocking drivers over `embedded-io` (feature `embedded-io`):
-//! [`serve`] runs an [`Agent`], [`Driver`] runs the QMP and guest-agent
+//! [`serve`] runs an [`Agent`], [`BlockingDriver`] runs the QMP and guest-agent
 //! clients. No allocation; the caller's [`Pump`] holds the staging buffers.
 //!
 //! They never block in `read` while there is something to do: a read
@@ -233,7 +233,7 @@ where
 /// ```
 /// use qmp_core::client::{Client, ClientEvent, ExecuteOptions, Outcome};
 /// use qmp_core::client::commands::Stop;
-/// use qmp_core::drive::blocking::{AlwaysReady, Driver};
+/// use qmp_core::drive::blocking::{AlwaysReady, BlockingDriver};
 /// use qmp_core::pump::Pump;
 /// use qmp_core::Instant;
 ///
@@ -258,7 +258,7 @@ where
 ///                      {\"return\": {}, \"id\": 1}\r\n"));
 /// let (mut fb, mut rx, mut tx) = ([0u8; 512], [0u8; 64], [0u8; 128]);
 /// let mut client = Client::new(&mut fb[..]);
-/// let mut driver = Driver::new(Pump::new(&mut rx, &mut tx));
+/// let mut driver = BlockingDriver::new(Pump::new(&mut rx, &mut tx));
 /// let now = || Instant::ZERO;
 /// driver.negotiate(&mut client, &mut io, now, |_| {}).unwrap();
 /// let token = driver.execute(&mut client, &mut io, now(), &Stop, ExecuteOptions::new()).unwrap();
@@ -271,9 +271,9 @@ where
 /// assert!(matches!(outcome, Outcome::Return(_)));
 /// assert_eq!(events, 1);
 /// ```
-pub type Driver<'b> = super::ClientDriver<'b, super::Blocking>;
+pub type BlockingDriver<'b> = super::ClientDriver<'b, super::Blocking>;
 
-impl<'b> Driver<'b> {
+impl<'b> BlockingDriver<'b> {
     /// Writes what the session wants sent on its own (the automatic
     /// `qmp_capabilities`, a sync).
     ///
@@ -294,7 +294,7 @@ impl<'b> Driver<'b> {
     }
 
     /// Executes a typed command: writes it and returns its token (wait for
-    /// it with [`Driver::run_until`]).
+    /// it with [`BlockingDriver::run_until`]).
     ///
     /// # Errors
     /// [`DriveError::Execute`] or a transport error.

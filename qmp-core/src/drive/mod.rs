@@ -1,12 +1,12 @@
 //! Drivers: the sessions run over a transport, on the [`Pump`](crate::pump::Pump).
 //!
 //! * [`blocking`] (feature `embedded-io`): over `embedded_io::{Read, Write,
-//!   ReadReady}` — [`blocking::serve`] for an agent, [`blocking::Driver`]
+//!   ReadReady}` — [`blocking::serve`] for an agent, [`blocking::BlockingDriver`]
 //!   for the QMP and guest-agent clients;
 //! * [`asynch`] (feature `embedded-io-async`): over
 //!   `embedded_io_async::{Read, Write}` (separate reader and writer, so
 //!   split UART or socket halves work), runtime-free — [`asynch::serve`]
-//!   for an agent, [`asynch::Driver`] for the clients.
+//!   for an agent, [`asynch::AsyncDriver`] for the clients.
 //!
 //! Every driver runs the same pump and the same error policy
 //! (one policy, in one place): `Interrupted` is retried, `TimedOut` means "no data
@@ -153,7 +153,7 @@ impl Transport {
     }
 }
 
-/// The client sessions a [`blocking::Driver`] or [`asynch::Driver`] runs:
+/// The client sessions a [`blocking::BlockingDriver`] or [`asynch::AsyncDriver`] runs:
 /// the QMP [`Client`](crate::client::Client) and the guest-agent
 /// [`QgaClient`](crate::qga::QgaClient).
 pub trait ClientSession: Session {
@@ -190,18 +190,18 @@ pub trait ClientSession: Session {
 
 /// A client driver: the caller's [`Pump`](crate::pump::Pump) (what is
 /// staged and held stays across calls), and how it waits, `M` — used as
-/// [`blocking::Driver`] or [`asynch::Driver`], whose docs list the calls.
+/// [`blocking::BlockingDriver`] or [`asynch::AsyncDriver`], whose docs list the calls.
 #[derive(Debug)]
 pub struct ClientDriver<'b, M> {
     pump: crate::pump::Pump<'b>,
     mode: core::marker::PhantomData<M>,
 }
 
-/// [`ClientDriver`]'s mode for [`blocking::Driver`].
+/// [`ClientDriver`]'s mode for [`blocking::BlockingDriver`].
 #[derive(Debug)]
 pub enum Blocking {}
 
-/// [`ClientDriver`]'s mode for [`asynch::Driver`].
+/// [`ClientDriver`]'s mode for [`asynch::AsyncDriver`].
 #[derive(Debug)]
 pub enum Async {}
 
