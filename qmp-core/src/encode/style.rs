@@ -29,18 +29,56 @@ pub enum LineEnding {
     CrLf,
 }
 
-/// Output style of every writer in this module.
+/// Output style of every writer in this module: a [`Layout`] and a
+/// [`LineEnding`].
+///
+/// ```
+/// use qmp_core::encode::{Layout, LineEnding, Style};
+/// let style = Style::new(Layout::Pretty, LineEnding::Lf);
+/// assert_eq!(style, Style::QGA.with_layout(Layout::Pretty));
+/// assert_eq!(style.line_ending(), LineEnding::Lf);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Style {
-    /// Spacing.
-    pub layout: Layout,
-    /// Line ending: appended after each message, and used for the newlines
-    /// of pretty output.
-    pub line_ending: LineEnding,
+    layout: Layout,
+    line_ending: LineEnding,
 }
 
 impl Style {
+    /// A style from its spacing and its line ending.
+    pub const fn new(layout: Layout, line_ending: LineEnding) -> Self {
+        Style {
+            layout,
+            line_ending,
+        }
+    }
+
+    /// This style with another spacing.
+    #[must_use]
+    pub const fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// This style with another line ending.
+    #[must_use]
+    pub const fn with_line_ending(mut self, line_ending: LineEnding) -> Self {
+        self.line_ending = line_ending;
+        self
+    }
+
+    /// Spacing.
+    pub const fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Line ending: appended after each message, and used for the newlines
+    /// of pretty output.
+    pub const fn line_ending(&self) -> LineEnding {
+        self.line_ending
+    }
+
     /// QMP server output: compact, `\r\n`.
     pub const QMP: Style = Style {
         layout: Layout::Compact,

@@ -71,7 +71,7 @@ impl<'b> JsonWriter<'b> {
 
     #[inline]
     fn line_break(&mut self) {
-        let nl: &[u8] = match self.style.line_ending {
+        let nl: &[u8] = match self.style.line_ending() {
             LineEnding::CrLf => b"\r\n",
             _ => b"\n",
         };
@@ -81,7 +81,7 @@ impl<'b> JsonWriter<'b> {
     /// QEMU's `pretty_newline`.
     #[inline]
     fn newline(&mut self) {
-        if self.style.layout != Layout::Pretty {
+        if self.style.layout() != Layout::Pretty {
             return;
         }
         self.line_break();
@@ -98,7 +98,7 @@ impl<'b> JsonWriter<'b> {
     pub(crate) fn prefix(&mut self) {
         if self.need_comma {
             self.put_byte(b',');
-            match self.style.layout {
+            match self.style.layout() {
                 Layout::Pretty => self.newline(),
                 Layout::Compact => self.put_byte(b' '),
                 Layout::Minimal => {}
@@ -113,7 +113,7 @@ impl<'b> JsonWriter<'b> {
 
     #[inline]
     pub(super) fn colon(&mut self) {
-        match self.style.layout {
+        match self.style.layout() {
             Layout::Minimal => self.put_byte(b':'),
             _ => self.put(b": "),
         }
@@ -156,7 +156,7 @@ impl<'b> JsonWriter<'b> {
 
     #[inline]
     pub(super) fn end_message(&mut self) {
-        if self.style.line_ending != LineEnding::None {
+        if self.style.line_ending() != LineEnding::None {
             self.line_break();
         }
     }

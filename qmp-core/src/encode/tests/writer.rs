@@ -10,10 +10,7 @@ fn pretty() {
         qemu(r#"{"b":{},"a":[1,2]}"#, Style::QMP_PRETTY),
         "{\r\n    \"a\": [\r\n        1,\r\n        2\r\n    ],\r\n    \"b\": {\r\n    }\r\n}"
     );
-    let pretty_nl = Style {
-        layout: Layout::Pretty,
-        line_ending: LineEnding::Lf,
-    };
+    let pretty_nl = Style::new(Layout::Pretty, LineEnding::Lf);
     assert_eq!(
         text(|o| write_return(o, Style::QMP_PRETTY, &raw(b"{}"), None)),
         "{\r\n    \"return\": {\r\n    }\r\n}\r\n"
