@@ -56,6 +56,7 @@ pub enum Inbound<'a> {
 
 /// The server greeting.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Greeting<'a> {
     /// `QMP.version.qemu.major`, `.minor`, `.micro` (0 when missing).
     pub version: (u64, u64, u64),
@@ -84,6 +85,7 @@ impl<'a> Greeting<'a> {
 
 /// An event.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Event<'a> {
     /// The event name (open: any string).
     pub name: JsonStr<'a>,
@@ -97,6 +99,7 @@ pub struct Event<'a> {
 /// An event timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Timestamp {
     /// Seconds since the epoch.
     pub seconds: i64,
@@ -176,6 +179,7 @@ pub enum Exec {
 /// A structurally valid command request (QEMU's `qmp_dispatch_check_obj`
 /// passed). The command name is not looked up yet.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Request<'a> {
     /// `execute` or `exec-oob`.
     pub exec: Exec,
@@ -189,6 +193,7 @@ pub struct Request<'a> {
 
 /// A request that failed structural validation, with its `id` if it had one.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct BadRequest<'a> {
     /// What is wrong.
     pub error: RequestError<'a>,

@@ -110,6 +110,7 @@ crate::command!(
 /// QEMU's version triple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct VersionTriple {
     /// Major.
     pub major: u64,
@@ -121,6 +122,7 @@ pub struct VersionTriple {
 
 /// `query-version`'s return value (also the greeting's `version`).
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct VersionInfo<'a> {
     /// `qemu`.
     pub qemu: VersionTriple,
@@ -185,6 +187,7 @@ crate::command!(
 
 /// `query-status`'s return value.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct StatusInfo<'a> {
     /// `status`: the run state (`"running"`, `"paused"`, `"prelaunch"`, …;
     /// open).

@@ -81,6 +81,7 @@ pub struct Shutdown;
 
 /// `SHUTDOWN`'s data.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ShutdownData<'a> {
     /// Whether the guest asked for it.
     pub guest: bool,
@@ -106,6 +107,7 @@ pub struct JobStatusChange;
 
 /// `JOB_STATUS_CHANGE`'s data.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct JobStatusChangeData<'a> {
     /// The job id.
     pub id: JsonStr<'a>,

@@ -6,6 +6,7 @@ use super::*;
 /// What one [`Framer::feed`] call produced.
 #[must_use = "`consumed` says how much of the input was used; `frame` may hold a message"]
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Feed<'a> {
     /// How many bytes of the input were consumed. Feed the rest again.
     pub consumed: usize,

@@ -18,6 +18,7 @@ pub(crate) struct MemberSpan {
 
 /// One top-level member of an object message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Member<'a> {
     /// The key (escaped body).
     pub key: JsonStr<'a>,

@@ -25,6 +25,7 @@ pub enum FirstKey {
 /// What the message rejected by the last [`Framer::feed`] looked like,
 /// from what was read of it before the error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejected<'a> {
     /// The first top-level key, if the message was an object whose first
     /// key had been read (and stored: it lies within the buffer).
