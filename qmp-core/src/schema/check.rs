@@ -400,14 +400,40 @@ fn value<'a, 's, M: TypeModel<'s>>(
             }
             Ok(())
         }
-        Shape::Object { .. } => {
+        Shape::Object { members: base, tag } => {
             if kind != JsonKind::Object {
                 return wrong(Expected::Object);
             }
-            members(m, ty, v, depth)?;
+            // The member lists that apply (the base, the variant the tag
+            // selects, its variant ...), each resolved once.
+            let mut chain: heapless::Vec<M::Members, 4> = heapless::Vec::new();
+            let (mut cur, mut list, mut tag) = (ty, base, tag);
+            let mut cut = false;
+            let mut steps = 0usize;
+            loop {
+                steps += 1;
+                members(m, list.clone(), v, depth)?;
+                if chain.push(list).is_err() {
+                    cut = true;
+                }
+                let Some(next) = selected(m, cur, tag, &v) else {
+                    break;
+                };
+                if depth + steps >= MAX_CHECK_DEPTH {
+                    return fail(CheckErrorKind::TooDeep, v);
+                }
+                let Some(Shape::Object { members: l, tag: t }) = m.shape(next) else {
+                    return fail(CheckErrorKind::BrokenSchema, v);
+                };
+                (cur, list, tag) = (next, l, t);
+            }
             // Then what no member of the type (or its variant) claims.
             for (k, val) in v.members() {
-                if !claims(m, ty, &v, k, depth) {
+                let claimed = chain
+                    .iter()
+                    .any(|l| l.clone().any(|mem| Name::Json(k).eq_name(&mem.name)))
+                    || (cut && claims(m, ty, &v, k, depth));
+                if !claimed {
                     return fail(CheckErrorKind::Unexpected, val);
                 }
             }
@@ -457,20 +483,13 @@ fn get<'a>(v: &RawJson<'a>, name: &Name<'_>) -> Option<RawJson<'a>> {
         .map(|(_, v)| v)
 }
 
-/// Checks the members of object type `ty` in `v`: base members, then the
-/// variant's.
+/// Checks the members `list` of an object type in `v`.
 fn members<'a, 's, M: TypeModel<'s>>(
     m: &M,
-    ty: M::Ty,
+    list: M::Members,
     v: RawJson<'a>,
     depth: usize,
 ) -> Checked<'a, 's> {
-    if depth >= MAX_CHECK_DEPTH {
-        return fail(CheckErrorKind::TooDeep, v);
-    }
-    let Some(Shape::Object { members: list, tag }) = m.shape(ty) else {
-        return fail(CheckErrorKind::BrokenSchema, v);
-    };
     for member in list {
         match get(&v, &member.name) {
             None if member.optional => {}
@@ -485,14 +504,18 @@ fn members<'a, 's, M: TypeModel<'s>>(
             Some(val) => value(m, member.ty, val, depth + 1)?,
         }
     }
-    let Some(tag) = tag else { return Ok(()) };
-    let Some(case) = get(&v, &tag).and_then(|t| t.as_json_str()) else {
-        return Ok(());
-    };
-    match m.variant(ty, case) {
-        Some(variant) => members(m, variant, v, depth + 1),
-        None => Ok(()),
-    }
+    Ok(())
+}
+
+/// The variant type `v`'s tag selects in union `ty` (tag member `tag`).
+fn selected<'s, M: TypeModel<'s>>(
+    m: &M,
+    ty: M::Ty,
+    tag: Option<Name<'s>>,
+    v: &RawJson<'_>,
+) -> Option<M::Ty> {
+    let case = get(v, &tag?)?.as_json_str()?;
+    m.variant(ty, case)
 }
 
 /// Whether member `key` of `v` belongs to object type `ty` (its base or

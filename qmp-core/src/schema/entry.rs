@@ -339,6 +339,15 @@ pub struct Members<'s> {
     elements: Elements<'s>,
 }
 
+impl<'s> Members<'s> {
+    /// The members in `array` (a `members` value).
+    pub(crate) fn of(array: RawJson<'s>) -> Self {
+        Members {
+            elements: array.elements(),
+        }
+    }
+}
+
 impl<'s> Iterator for Members<'s> {
     type Item = Member<'s>;
 
@@ -389,16 +398,7 @@ impl<'s> Enum<'s> {
     /// The values with their features (`members`; QEMU before 6.2 sent
     /// only `values`, read then as values without features).
     pub fn members(&self) -> EnumMembers<'s> {
-        match self.0.raw.get("members") {
-            Some(m) => EnumMembers {
-                elements: m.elements(),
-                plain: false,
-            },
-            None => EnumMembers {
-                elements: array_member(&self.0.raw, "values"),
-                plain: true,
-            },
-        }
+        EnumMembers::of(self.0.raw, self.0.raw.get("members"))
     }
 
     /// Whether `value` is one of the values.
@@ -447,6 +447,22 @@ pub struct EnumMembers<'s> {
     plain: bool,
 }
 
+impl<'s> EnumMembers<'s> {
+    /// The values of enum `raw`, whose `members` value is `members`.
+    pub(crate) fn of(raw: RawJson<'s>, members: Option<RawJson<'s>>) -> Self {
+        match members {
+            Some(m) => EnumMembers {
+                elements: m.elements(),
+                plain: false,
+            },
+            None => EnumMembers {
+                elements: array_member(&raw, "values"),
+                plain: true,
+            },
+        }
+    }
+}
+
 impl<'s> Iterator for EnumMembers<'s> {
     type Item = EnumMember<'s>;
 
@@ -482,6 +498,15 @@ impl<'s> Alternate<'s> {
 #[derive(Clone, Debug)]
 pub struct TypeNames<'s> {
     elements: Elements<'s>,
+}
+
+impl<'s> TypeNames<'s> {
+    /// The branch types in `array` (an alternate's `members` value).
+    pub(crate) fn of(array: RawJson<'s>) -> Self {
+        TypeNames {
+            elements: array.elements(),
+        }
+    }
 }
 
 impl<'s> Iterator for TypeNames<'s> {

@@ -9,9 +9,9 @@
 //! both.
 
 use super::decl::{ObjectDecl, TypeDecl};
-use super::entry::{self, JsonType, Kind};
+use super::entry::{self, JsonType, Kind, MetaType};
 use super::{Lookup, Name};
-use crate::json::JsonStr;
+use crate::json::{JsonStr, RawJson};
 
 /// What JSON a type takes.
 #[non_exhaustive]
@@ -51,8 +51,8 @@ pub struct MemberShape<'s, T> {
 pub trait TypeModel<'s> {
     /// A handle on a type.
     type Ty: Copy;
-    /// Iterator over an object's members.
-    type Members: Iterator<Item = MemberShape<'s, Self::Ty>>;
+    /// Iterator over an object's members (cloned to walk them again).
+    type Members: Iterator<Item = MemberShape<'s, Self::Ty>> + Clone;
     /// Iterator over an alternate's branch types.
     type Branches: Iterator<Item = Self::Ty>;
     /// Iterator over an enum's values.
@@ -119,16 +119,37 @@ impl<'s, L: Lookup<'s>> TypeModel<'s> for SchemaModel<'_, L> {
         ty: JsonStr<'s>,
     ) -> Option<Shape<'s, JsonStr<'s>, SchemaMembers<'s>, entry::TypeNames<'s>, SchemaValues<'s>>>
     {
-        Some(match self.0.resolve(ty)?.kind() {
+        let entry = self.0.resolve(ty)?;
+        // One pass over the entry for what the shape needs.
+        let (mut meta, mut members, mut tag, mut json, mut element) =
+            (None, None, None, None, None);
+        for (k, v) in entry.raw().members() {
+            match k.raw() {
+                b"meta-type" => meta = v.as_json_str(),
+                b"members" => members = Some(v),
+                b"tag" => tag = v.as_json_str(),
+                b"json-type" => json = v.as_json_str(),
+                b"element-type" => element = v.as_json_str(),
+                _ => {}
+            }
+        }
+        let listed = members;
+        let members = members.unwrap_or(RawJson::from_validated(b"[]"));
+        Some(match meta.map(MetaType::from_name)? {
             // A builtin of an unknown JSON type takes anything.
-            Kind::Builtin(b) => Shape::Builtin(b.json_type().unwrap_or(JsonType::Value)),
-            Kind::Enum(e) => Shape::Enum(SchemaValues(e.members())),
-            Kind::Array(a) => Shape::Array(a.element_type()?),
-            Kind::Object(o) => Shape::Object {
-                members: SchemaMembers(Some(o.members())),
-                tag: o.tag().map(Name::Json),
+            MetaType::Builtin => Shape::Builtin(
+                json.and_then(JsonType::from_name)
+                    .unwrap_or(JsonType::Value),
+            ),
+            MetaType::Enum => {
+                Shape::Enum(SchemaValues(entry::EnumMembers::of(entry.raw(), listed)))
+            }
+            MetaType::Array => Shape::Array(element?),
+            MetaType::Object => Shape::Object {
+                members: SchemaMembers(Some(entry::Members::of(members))),
+                tag: tag.map(Name::Json),
             },
-            Kind::Alternate(a) => Shape::Alternate(a.members()),
+            MetaType::Alternate => Shape::Alternate(entry::TypeNames::of(members)),
             // Commands, events and unknown meta-types are no argument
             // types: nothing fits.
             _ => return None,
