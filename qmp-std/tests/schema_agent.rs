@@ -302,7 +302,7 @@ fn query_qmp_schema_describes_the_commands_as_qemu_storage_daemon_does() {
     let raw = qmp_core::scan::validate(&ours, Default::default()).unwrap();
     let schema = qmp_core::schema::Schema::from_reply(raw).unwrap();
     use qmp_core::schema::Lookup;
-    assert!(schema.exists("block-dirty-bitmap-merge/arg-type/bitmaps/+x") == false);
+    assert!(!schema.exists("block-dirty-bitmap-merge/arg-type/bitmaps/+x"));
     assert!(schema.exists("ringbuf-read/arg-type/format/^base64"));
     assert!(schema.exists("JOB_STATUS_CHANGE/arg-type/status/^running"));
     assert!(schema.exists("query-qmp-schema/ret-type/+enum/values"));
