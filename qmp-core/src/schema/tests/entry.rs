@@ -4,6 +4,7 @@ use super::{json, QSD};
 use crate::schema::{JsonType, Kind, Lookup, MetaType, Schema, SchemaError};
 
 #[test]
+#[cfg_attr(miri, ignore = "walks of a 117 KB schema are slow under miri")]
 fn views_of_a_real_schema() {
     let schema = Schema::from_reply(json(QSD)).unwrap();
     assert_eq!(schema.len(), 513);
