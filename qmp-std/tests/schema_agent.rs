@@ -15,14 +15,14 @@ use qmp_core::schema::decl::{
 use qmp_core::Instant;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 mod common;
 
-use common::{installed, skip, TempDir};
+use common::monitor::Monitor;
+use common::{skip, TempDir};
 
 static NODE_NAME: ObjectDecl<'static> = ObjectDecl::new(
     "q_obj_blockdev-del-arg",
@@ -167,80 +167,14 @@ fn agent_replies(requests: &[&str]) -> Vec<Vec<u8>> {
     replies
 }
 
-/// A qemu-storage-daemon monitor, one request at a time.
-struct Qsd {
-    child: std::process::Child,
-    _dir: TempDir,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Qsd {
-    fn start() -> Option<Qsd> {
-        if !installed("qemu-storage-daemon") {
-            return None;
-        }
-        let dir = TempDir::new("schema-agent");
-        let sock = dir.path("m.sock");
-        let child = Command::new("qemu-storage-daemon")
-            .args([
-                "--chardev",
-                &format!("socket,path={},server=on,wait=off,id=m0", sock.display()),
-                "--monitor",
-                "chardev=m0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn qemu-storage-daemon");
-        let stream = (0..500)
-            .find_map(|_| {
-                UnixStream::connect(&sock).ok().or_else(|| {
-                    std::thread::sleep(Duration::from_millis(20));
-                    None
-                })
-            })
-            .expect("connect to qemu-storage-daemon");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut qsd = Qsd {
-            child,
-            _dir: dir,
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        qsd.line();
-        qsd.send(r#"{"execute":"qmp_capabilities"}"#);
-        Some(qsd)
-    }
-
-    fn line(&mut self) -> Vec<u8> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).unwrap();
-        line
-    }
-
-    fn send(&mut self, request: &str) -> Vec<u8> {
-        self.writer.write_all(request.as_bytes()).unwrap();
-        self.line()
-    }
-}
-
 #[test]
 fn argument_errors_are_byte_identical_to_qemu_storage_daemon() {
-    let Some(mut qsd) = Qsd::start() else { return };
+    let Some(mut qsd) = Monitor::start() else {
+        return;
+    };
     let ours = agent_replies(MISTAKES);
     for (req, ours) in MISTAKES.iter().zip(ours) {
-        let theirs = qsd.send(req);
+        let theirs = qsd.send(req.as_bytes());
         assert!(theirs.starts_with(b"{\"id\"") || theirs.starts_with(b"{\"error\""));
         assert_eq!(
             String::from_utf8_lossy(&ours),
@@ -314,8 +248,10 @@ fn query_qmp_schema_describes_the_commands_as_qemu_storage_daemon_does() {
         "{}",
         &ours_text[..300]
     );
-    let Some(mut qsd) = Qsd::start() else { return };
-    let theirs = qsd.send(schema_req);
+    let Some(mut qsd) = Monitor::start() else {
+        return;
+    };
+    let theirs = qsd.send(schema_req.as_bytes());
     let (ours, theirs) = (by_name(&ours), by_name(&theirs));
     let mut names: Vec<&str> = COMMANDS.iter().map(|c| c.name()).collect();
     names.extend(["qmp_capabilities", "JOB_STATUS_CHANGE"]);

@@ -21,14 +21,10 @@
 use qmp_core::schema::{CheckErrorKind, Expected, Lookup, Schema};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{installed, TempDir};
+use common::monitor::Monitor;
 
 /// Commands whose arguments are generated: harmless when they pass the
 /// argument check (they fail later, or succeed without effect).
@@ -71,87 +67,6 @@ const COMMANDS: &[&str] = &[
     "block-export-del",
     "object-del",
 ];
-
-/// A running qemu-storage-daemon with one QMP monitor; killed on drop.
-struct Qsd {
-    child: Child,
-    _dir: TempDir,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Qsd {
-    fn start() -> Option<Qsd> {
-        if !installed("qemu-storage-daemon") {
-            return None;
-        }
-        let dir = TempDir::new("schema-qsd");
-        let sock = dir.path("m.sock");
-        let child = Command::new("qemu-storage-daemon")
-            .args([
-                "--chardev",
-                &format!("socket,path={},server=on,wait=off,id=m0", sock.display()),
-                "--monitor",
-                "chardev=m0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn qemu-storage-daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match UnixStream::connect(&sock) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => panic!("connect to qemu-storage-daemon: {e}"),
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut qsd = Qsd {
-            child,
-            _dir: dir,
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        let greeting = qsd.line();
-        assert!(greeting.starts_with(b"{\"QMP\""), "{greeting:?}");
-        assert_eq!(
-            qsd.send(br#"{"execute":"qmp_capabilities"}"#),
-            b"{\"return\": {}}\r\n"
-        );
-        Some(qsd)
-    }
-
-    fn line(&mut self) -> Vec<u8> {
-        let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line).unwrap();
-        line
-    }
-
-    /// Sends one request and returns the reply line (events skipped).
-    fn send(&mut self, request: &[u8]) -> Vec<u8> {
-        self.writer.write_all(request).unwrap();
-        loop {
-            let line = self.line();
-            assert!(!line.is_empty(), "qemu-storage-daemon closed the monitor");
-            if !line.starts_with(b"{\"timestamp\"") {
-                return line;
-            }
-        }
-    }
-}
 
 /// The schema as serde_json values, by name, for generating arguments.
 struct Types(HashMap<String, Value>);
@@ -457,7 +372,9 @@ fn visitor_error(desc: &str) -> bool {
 
 #[test]
 fn our_check_agrees_with_qemu_storage_daemon() {
-    let Some(mut qsd) = Qsd::start() else { return };
+    let Some(mut qsd) = Monitor::start() else {
+        return;
+    };
     let reply = qsd.send(br#"{"execute":"query-qmp-schema"}"#);
     let raw = qmp_core::scan::validate(&reply, Default::default()).unwrap();
     let schema = Schema::from_reply(raw).unwrap();
