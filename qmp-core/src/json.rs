@@ -274,6 +274,21 @@ impl<'a> RawJson<'a> {
     }
 }
 
+impl<'a> RawJson<'a> {
+    /// The value that starts at `pos` of this value's text (after any
+    /// separators), e.g. an element of an array at an offset kept from an
+    /// earlier walk. `None` at a closing bracket, the end, or past it.
+    pub(crate) fn value_at(&self, pos: usize) -> Option<RawJson<'a>> {
+        Tokens::at(self.bytes, pos).skip_value()
+    }
+
+    /// Where `part` (a value inside this one) starts in this value's text.
+    pub(crate) fn offset_of(&self, part: &RawJson<'_>) -> Option<usize> {
+        let start = (part.bytes.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize)?;
+        (start.checked_add(part.bytes.len())? <= self.bytes.len()).then_some(start)
+    }
+}
+
 /// Iterator over the elements of an array.
 #[derive(Clone, Debug)]
 pub struct Elements<'a> {

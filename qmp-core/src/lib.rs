@@ -22,6 +22,10 @@
 //!   and async drivers that run the sessions over a transport, on the pump.
 //! * [`pump`] — the one loop body every driver runs: bytes between a
 //!   transport and a session, deadlines, what to do next.
+//! * [`schema`] — zero-copy views of a live `query-qmp-schema`: lookups
+//!   (by scan or by a caller-lent index), libvirt's path queries, argument
+//!   checks with QEMU's texts; `const` declarations the agent introspects
+//!   and checks with.
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
@@ -68,6 +72,7 @@ pub mod message;
 pub mod pump;
 pub mod qga;
 pub mod scan;
+pub mod schema;
 mod size;
 mod time;
 

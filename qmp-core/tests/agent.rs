@@ -618,7 +618,8 @@ fn report_agent_size() {
     // State beyond the caller's buffers (printed for the closing notes).
     let size = std::mem::size_of::<Agent<'static, 'static>>();
     println!("size_of::<Agent>() = {size} bytes");
-    assert!(size <= 1024, "{size}");
+    // 1,040: 16 bytes of it are the declared events (AgentConfig::with_events).
+    assert!(size <= 1040, "{size}");
 }
 
 fn generic(desc: &str) -> String {

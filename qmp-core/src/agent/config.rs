@@ -3,6 +3,7 @@
 
 use crate::encode::Style;
 use crate::scan::FramerConfig;
+use crate::schema::decl::{EventDecl, ObjectDecl, TypeDecl};
 
 /// QEMU's in-band queue limit (`QMP_REQ_QUEUE_LEN_MAX`).
 pub const QUEUE_LEN_MAX: usize = 8;
@@ -26,6 +27,24 @@ pub(crate) const ERROR_TEXT_SLACK: usize = 64;
 /// ];
 /// assert!(COMMANDS[1].allows_oob() && !COMMANDS[2].success_response());
 /// ```
+///
+/// A command may declare its argument and return types (see
+/// [`crate::schema::decl`]): the agent then lists them in its
+/// `query-qmp-schema` and checks the arguments itself, answering QEMU's
+/// errors (`Parameter 'x' is missing`, ...) before the application sees
+/// the request. A command that declares nothing is handed every request,
+/// as before, and introspects as taking no arguments and returning `{}`.
+///
+/// ```
+/// use qmp_core::agent::CommandSpec;
+/// use qmp_core::schema::decl::{MemberDecl, ObjectDecl, TypeDecl};
+/// static ARGS: ObjectDecl<'static> =
+///     ObjectDecl::new("q_obj_blink-arg", &[MemberDecl::new("times", TypeDecl::INT)]);
+/// const BLINK: CommandSpec<'static> = CommandSpec::new("blink")
+///     .with_arguments(&ARGS)
+///     .with_features(&["unstable"]);
+/// assert_eq!(BLINK.arguments().map(|a| a.members().len()), Some(1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -33,6 +52,9 @@ pub struct CommandSpec<'a> {
     name: &'a str,
     allow_oob: bool,
     success_response: bool,
+    arguments: Option<&'a ObjectDecl<'a>>,
+    returns: Option<TypeDecl<'a>>,
+    features: &'a [&'a str],
 }
 
 impl<'a> CommandSpec<'a> {
@@ -43,7 +65,48 @@ impl<'a> CommandSpec<'a> {
             name,
             allow_oob: false,
             success_response: true,
+            arguments: None,
+            returns: None,
+            features: &[],
         }
+    }
+
+    /// Declares the argument type: the agent checks arguments against it
+    /// and lists it in `query-qmp-schema`.
+    #[must_use]
+    pub const fn with_arguments(mut self, arguments: &'a ObjectDecl<'a>) -> Self {
+        self.arguments = Some(arguments);
+        self
+    }
+
+    /// Declares the return type (for `query-qmp-schema`; replies are not
+    /// checked).
+    #[must_use]
+    pub const fn with_returns(mut self, returns: TypeDecl<'a>) -> Self {
+        self.returns = Some(returns);
+        self
+    }
+
+    /// Declares features (`deprecated`, `unstable`, ...).
+    #[must_use]
+    pub const fn with_features(mut self, features: &'a [&'a str]) -> Self {
+        self.features = features;
+        self
+    }
+
+    /// The declared argument type.
+    pub const fn arguments(&self) -> Option<&'a ObjectDecl<'a>> {
+        self.arguments
+    }
+
+    /// The declared return type.
+    pub const fn returns(&self) -> Option<TypeDecl<'a>> {
+        self.returns
+    }
+
+    /// The declared features.
+    pub const fn features(&self) -> &'a [&'a str] {
+        self.features
     }
 
     /// Allows `exec-oob` for this command.
@@ -140,6 +203,7 @@ pub struct AgentConfig<'a> {
     pub(crate) offer_oob: bool,
     pub(crate) style: Style,
     pub(crate) commands: &'a [CommandSpec<'a>],
+    pub(crate) events: &'a [EventDecl<'a>],
     pub(crate) throttle: &'a [Throttle<'a>],
     pub(crate) max_queue: usize,
     pub(crate) protocol: Protocol,
@@ -149,8 +213,8 @@ pub struct AgentConfig<'a> {
 impl<'a> AgentConfig<'a> {
     /// QMP: the greeting's `(major, minor, micro)` and `package`, and the
     /// commands served besides `qmp_capabilities` (always served);
-    /// `query-commands` listed there is answered by the agent from this
-    /// table.
+    /// `query-commands` and `query-qmp-schema` listed there are answered by
+    /// the agent from this table.
     pub const fn new(
         version: (u64, u64, u64),
         package: &'a str,
@@ -162,6 +226,7 @@ impl<'a> AgentConfig<'a> {
             offer_oob: true,
             style: Style::QMP,
             commands,
+            events: &[],
             throttle: &[],
             max_queue: QUEUE_LEN_MAX,
             protocol: Protocol::Qmp,
@@ -177,6 +242,7 @@ impl<'a> AgentConfig<'a> {
             offer_oob: false,
             style: Style::QGA,
             commands,
+            events: &[],
             throttle: &[],
             max_queue: 1,
             protocol: Protocol::Qga,
@@ -195,6 +261,14 @@ impl<'a> AgentConfig<'a> {
     #[must_use]
     pub const fn with_style(mut self, style: Style) -> Self {
         self.style = style;
+        self
+    }
+
+    /// The events the application emits, for `query-qmp-schema` (not
+    /// enforced by [`Agent::emit`](crate::agent::Agent::emit)).
+    #[must_use]
+    pub const fn with_events(mut self, events: &'a [EventDecl<'a>]) -> Self {
+        self.events = events;
         self
     }
 
@@ -237,6 +311,11 @@ impl<'a> AgentConfig<'a> {
     /// The commands served.
     pub const fn commands(&self) -> &'a [CommandSpec<'a>] {
         self.commands
+    }
+
+    /// The declared events.
+    pub const fn events(&self) -> &'a [EventDecl<'a>] {
+        self.events
     }
 
     /// The protocol.

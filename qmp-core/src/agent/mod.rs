@@ -79,6 +79,10 @@ use crate::encode::{self, EncodeError, Style, WriteJson};
 use crate::json::{JsonStr, RawJson};
 use crate::message::{Exec, Request};
 use crate::scan::{Frame, Framer, Message};
+use crate::schema::decl::TypeDecl;
+use crate::schema::introspect::SchemaList;
+use crate::schema::model::DeclModel;
+use crate::schema::{check_arguments, CheckError};
 use crate::{Instant, InsufficientSize};
 use core::fmt;
 use output::{Output, WriteFail};
@@ -678,6 +682,13 @@ impl<'a, 'b> Agent<'a, 'b> {
         let valid = msg.request(true).ok().map(|req| self.core.lookup(req.name));
         self.oob_req = match valid {
             Some(Lookup::Found(spec)) if !spec.allows_oob() => Oob::Answer,
+            Some(Lookup::Found(spec))
+                if msg
+                    .request(true)
+                    .is_ok_and(|req| check_declared(&spec, req.arguments).is_err()) =>
+            {
+                Oob::Answer
+            }
             Some(Lookup::Found(_) | Lookup::Builtin(_)) => Oob::Pending {
                 token,
                 handed: false,
@@ -705,6 +716,20 @@ impl<'a, 'b> Agent<'a, 'b> {
                         .core
                         .out
                         .write(|o| replies::not_found(o, style, req.id, req.name)),
+                    Lookup::Found(spec) if spec.allows_oob() => {
+                        match check_declared(&spec, req.arguments) {
+                            Err(e) => self
+                                .core
+                                .out
+                                .write(|o| replies::check_failed(o, style, id_ref(&req.id), &e)),
+                            // Not reached: an OOB request answered here
+                            // failed one of the checks above.
+                            Ok(()) => self
+                                .core
+                                .out
+                                .write(|o| replies::no_oob(o, style, req.id, req.name)),
+                        }
+                    }
                     _ => self
                         .core
                         .out
@@ -839,6 +864,9 @@ impl<'a> Core<'a, '_> {
             Some(spec) if spec.name() == "query-commands" => {
                 Lookup::Builtin(Builtin::QueryCommands)
             }
+            Some(spec) if spec.name() == "query-qmp-schema" => {
+                Lookup::Builtin(Builtin::QueryQmpSchema)
+            }
             Some(spec) if qga && spec.name() == "guest-sync" => {
                 Lookup::Builtin(Builtin::GuestSync { delimited: false })
             }
@@ -890,16 +918,42 @@ impl<'a> Core<'a, '_> {
                 self.out
                     .write(|o| encode::write_return(o, style, &list, id_ref(&req.id)))
             }
+            Lookup::Builtin(Builtin::QueryQmpSchema) => {
+                let list = SchemaList {
+                    commands: self.cfg.commands,
+                    events: self.cfg.events,
+                    qmp: self.cfg.protocol == Protocol::Qmp,
+                };
+                self.out
+                    .write(|o| encode::write_return(o, style, &list, id_ref(&req.id)))
+            }
             Lookup::Builtin(Builtin::GuestSync { delimited }) => self
                 .out
                 .write(|o| crate::qga::agent::guest_sync(o, style, req, delimited)),
-            Lookup::Found(spec) => {
-                return Dispatched::ToApp {
-                    success_response: spec.success_response(),
+            Lookup::Found(spec) => match check_declared(&spec, req.arguments) {
+                Ok(()) => {
+                    return Dispatched::ToApp {
+                        success_response: spec.success_response(),
+                    }
                 }
-            }
+                Err(e) => self
+                    .out
+                    .write(|o| replies::check_failed(o, style, id_ref(&req.id), &e)),
+            },
         })
     }
+}
+
+/// Checks the arguments of a command that declares them (QEMU's input
+/// visitor, before the application sees the request).
+fn check_declared<'r, 'a>(
+    spec: &CommandSpec<'a>,
+    arguments: Option<RawJson<'r>>,
+) -> Result<(), CheckError<'r, 'a>> {
+    let Some(decl) = spec.arguments() else {
+        return Ok(());
+    };
+    check_arguments(&DeclModel, TypeDecl::Object(decl), arguments)
 }
 
 fn incoming(body: &[u8], token: u32) -> Option<Incoming<'_>> {
@@ -926,6 +980,7 @@ enum Dispatched {
 enum Builtin {
     Capabilities,
     QueryCommands,
+    QueryQmpSchema,
     GuestSync { delimited: bool },
 }
 

@@ -7,6 +7,7 @@ use crate::json::{JsonKind, JsonStr, RawJson};
 use crate::message::{BadRequest, Request};
 
 use super::config::CommandSpec;
+use crate::schema::CheckError;
 
 /// The id member as the writers take it.
 pub(crate) fn id_ref<'r>(id: &'r Option<RawJson<'_>>) -> Option<&'r dyn WriteJson> {
@@ -126,6 +127,44 @@ pub(crate) fn unexpected(
     with_name(key, |k| {
         generic(o, style, id, &[b"Parameter '", k, b"' is unexpected"])
     })
+}
+
+/// Text of at most [`CHECK_TEXT`] bytes, cut there.
+struct Text {
+    buf: [u8; CHECK_TEXT],
+    len: usize,
+}
+
+/// The longest argument error text the agent sends (longer ones are cut).
+const CHECK_TEXT: usize = 256;
+
+impl core::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if let Some(d) = self.buf.get_mut(self.len) {
+                *d = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An argument error found against a command's declared arguments, with
+/// QEMU's text.
+pub(crate) fn check_failed(
+    o: &mut [u8],
+    style: Style,
+    id: Option<&dyn WriteJson>,
+    err: &CheckError<'_, '_>,
+) -> Result<usize, EncodeError> {
+    let mut text = Text {
+        buf: [0; CHECK_TEXT],
+        len: 0,
+    };
+    let _ = core::fmt::Write::write_fmt(&mut text, format_args!("{err}"));
+    let desc = text.buf.get(..text.len).unwrap_or_default();
+    encode::write_error(o, style, id, err.class().as_bytes(), &[desc])
 }
 
 /// `qmp_capabilities`: the reply, and `Some(oob)` when negotiation

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod monitor;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
