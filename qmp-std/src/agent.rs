@@ -94,6 +94,7 @@
 //! ```
 
 use crate::addr::{Address, Stream};
+use crate::buf::Buf;
 use crate::json::Json;
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError,
@@ -1294,22 +1295,20 @@ impl Conn<'_> {
             }
         }
         .with_throttle(&throttles);
-        let mut fb = vec![0u8; cfg.framer_size.max(1)];
-        let mut qb = vec![0u8; cfg.queue_len()];
-        let mut ob = vec![0u8; cfg.out_size];
-        let mut tb = vec![
-            0u8;
-            if throttles.is_empty() {
-                0
-            } else {
-                4 * THROTTLE_SLOT_SIZE
-            }
-        ];
-        let bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob).with_throttle(&mut tb);
+        let mut fb = Buf::zeroed(cfg.framer_size.max(1));
+        let mut qb = Buf::zeroed(cfg.queue_len());
+        let mut ob = Buf::zeroed(cfg.out_size);
+        let mut tb = Buf::zeroed(if throttles.is_empty() {
+            0
+        } else {
+            4 * THROTTLE_SLOT_SIZE
+        });
+        let bufs =
+            AgentBuffers::new(fb.as_mut(), qb.as_mut(), ob.as_mut()).with_throttle(tb.as_mut());
         let mut agent =
             Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let (mut rx, mut tx) = (vec![0u8; READ_CHUNK], vec![0u8; FLUSH_AT]);
-        let mut pump = Pump::new(&mut rx, &mut tx);
+        let (mut rx, mut tx) = (Buf::zeroed(READ_CHUNK), Buf::zeroed(FLUSH_AT));
+        let mut pump = Pump::new(rx.as_mut(), tx.as_mut());
         let mut books = Books {
             owed: VecDeque::new(),
             outstanding: HashMap::new(),

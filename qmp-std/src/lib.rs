@@ -23,6 +23,7 @@ mod calls;
 
 pub mod addr;
 pub mod agent;
+mod buf;
 pub mod client;
 mod config;
 pub mod demo;
@@ -31,6 +32,7 @@ pub mod fd;
 mod inbox;
 pub mod json;
 mod link;
+mod machine;
 pub mod qga;
 pub mod transport;
 

@@ -379,7 +379,7 @@ fn handshake_times_out_without_greeting() {
     );
     assert_eq!(
         e.to_string(),
-        "no QMP greeting within 0.3 s (is this a QMP monitor?)"
+        "no QMP greeting within 0.3 s (not a QMP monitor, or one busy with another client)"
     );
     assert!(t0.elapsed() < Duration::from_millis(1500));
 
