@@ -34,6 +34,8 @@ pub mod json;
 mod link;
 mod machine;
 pub mod qga;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod transport;
 
 pub use addr::Address;

@@ -115,6 +115,7 @@ impl<S: Session> Machine<S> {
     }
 
     /// A time on the session's clock as an [`Instant`].
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn instant(&self, at: Clock) -> Instant {
         self.epoch + Duration::from_millis(at.as_millis())
     }

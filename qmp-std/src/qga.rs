@@ -291,6 +291,12 @@ impl Syncing {
         }
     }
 
+    /// The id of the attempt under way.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn waiting_for(&self) -> Option<u64> {
+        self.token.map(|t| t.id())
+    }
+
     /// When the sync ends at the latest.
     pub(crate) fn end(&self) -> Instant {
         self.start + self.budget

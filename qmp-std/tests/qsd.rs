@@ -11,70 +11,14 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 
 mod common;
 
-use common::{skip, TempDir};
-
-/// A running qemu-storage-daemon with two QMP monitors; killed on drop.
-struct Qsd {
-    child: Child,
-    sock: PathBuf,
-    sock2: PathBuf,
-    _dir: TempDir,
-}
-
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn qsd() -> Option<Qsd> {
-    let present = Command::new("qemu-storage-daemon")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        skip("qemu-storage-daemon not installed");
-        return None;
-    }
-    let dir = TempDir::new("qsd");
-    let (sock, sock2) = (dir.path("m0.sock"), dir.path("m1.sock"));
-    let chardev =
-        |p: &Path, id: &str| format!("socket,path={},server=on,wait=off,id={id}", p.display());
-    let child = Command::new("qemu-storage-daemon")
-        .args([
-            "--chardev",
-            &chardev(&sock, "m0"),
-            "--monitor",
-            "chardev=m0",
-        ])
-        .args([
-            "--chardev",
-            &chardev(&sock2, "m1"),
-            "--monitor",
-            "chardev=m1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn qemu-storage-daemon");
-    Some(Qsd {
-        child,
-        sock,
-        sock2,
-        _dir: dir,
-    })
-}
+use common::{qsd, skip, TempDir};
 
 fn connect(path: &Path) -> Client {
     Client::connect_unix(path, Config::new().timeout(Some(Duration::from_secs(10))))

@@ -6,7 +6,7 @@
 pub mod monitor;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether peer tests must run (`QMP_REQUIRE_PEERS=1`) instead of skipping.
@@ -59,4 +59,63 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A running qemu-storage-daemon with two QMP monitors on Unix sockets;
+/// killed on drop.
+pub struct Qsd {
+    child: Child,
+    pub sock: PathBuf,
+    pub sock2: PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for Qsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts qemu-storage-daemon (`None`, after [`skip`], when it is not
+/// installed).
+pub fn qsd() -> Option<Qsd> {
+    qsd_with(&[])
+}
+
+/// [`qsd`] with more arguments (e.g. a TCP monitor).
+pub fn qsd_with(extra: &[&str]) -> Option<Qsd> {
+    if !installed("qemu-storage-daemon") {
+        return None;
+    }
+    let dir = TempDir::new("qsd");
+    let (sock, sock2) = (dir.path("m0.sock"), dir.path("m1.sock"));
+    let chardev = |p: &std::path::Path, id: &str| {
+        format!("socket,path={},server=on,wait=off,id={id}", p.display())
+    };
+    let child = Command::new("qemu-storage-daemon")
+        .args([
+            "--chardev",
+            &chardev(&sock, "m0"),
+            "--monitor",
+            "chardev=m0",
+        ])
+        .args([
+            "--chardev",
+            &chardev(&sock2, "m1"),
+            "--monitor",
+            "chardev=m1",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn qemu-storage-daemon");
+    Some(Qsd {
+        child,
+        sock,
+        sock2,
+        _dir: dir,
+    })
 }
