@@ -29,8 +29,9 @@ pub struct AsyncQga {
 
 struct Inner {
     conn: Conn<Session>,
-    /// Held while a sync runs (and its ids).
-    sync: tokio::sync::Mutex<SyncIds>,
+    /// A sync runs alone (it would cancel the calls in flight): calls
+    /// hold it shared, a sync exclusively (with its ids).
+    sync: tokio::sync::RwLock<SyncIds>,
 }
 
 impl fmt::Debug for AsyncQga {
@@ -82,10 +83,10 @@ impl AsyncQga {
         let qga = AsyncQga {
             inner: Arc::new(Inner {
                 conn: Conn::spawn(io, Machine::new(blocking::new_session(&cfg), cfg)),
-                sync: tokio::sync::Mutex::new(SyncIds::new()),
+                sync: tokio::sync::RwLock::new(SyncIds::new()),
             }),
         };
-        let mut ids = qga.inner.sync.lock().await;
+        let mut ids = qga.inner.sync.write().await;
         qga.sync_within(&mut ids, Some((deadline, connect_timeout)))
             .await?;
         drop(ids);
@@ -98,7 +99,9 @@ impl AsyncQga {
     }
 
     /// Runs the sync procedure within [`Config::sync_timeout`]: up to three
-    /// attempts, each with a fresh random id and a third of the time.
+    /// attempts, each with a fresh random id and a third of the time. It
+    /// waits for the calls in flight (a sync discards what comes before its
+    /// reply), and later calls wait for it.
     ///
     /// # Errors
     /// [`Error::HandshakeTimeout`] (no attempt succeeded),
@@ -106,7 +109,7 @@ impl AsyncQga {
     /// error), [`Error::Protocol`] (the peer is a QMP monitor),
     /// [`Error::Disconnected`].
     pub async fn sync(&self) -> Result<(), Error> {
-        let mut ids = self.inner.sync.lock().await;
+        let mut ids = self.inner.sync.write().await;
         self.sync_within(&mut ids, None).await
     }
 
@@ -167,21 +170,28 @@ impl AsyncQga {
 
     client_calls!(async AsyncQga);
 
-    /// Refuses what a guest agent cannot do, and syncs when needed (one
-    /// sync at a time: a clone that waited finds the session synced).
+    /// Refuses what a guest agent cannot do.
     async fn prepare(&self, call: &Call<'_>) -> Result<(), Error> {
-        if blocking::admit(call, &self.inner.conn.lock().m)? {
-            return Ok(());
-        }
-        let mut ids = self.inner.sync.lock().await;
-        if blocking::admit(call, &self.inner.conn.lock().m)? {
-            return Ok(());
-        }
-        self.sync_within(&mut ids, None).await
+        blocking::admit(call, &self.inner.conn.lock().m).map(drop)
     }
 
+    /// Sends `call` and waits for its return value, syncing first when
+    /// needed (one sync at a time, alone: a clone that waited for it finds
+    /// the session synced).
     async fn run(&self, call: &Call<'_>) -> Result<Vec<u8>, Error> {
-        self.inner.conn.run(call).await
+        loop {
+            let calls = self.inner.sync.read().await;
+            if blocking::admit(call, &self.inner.conn.lock().m)? {
+                let r = self.inner.conn.run(call).await;
+                drop(calls);
+                return r;
+            }
+            drop(calls);
+            let mut ids = self.inner.sync.write().await;
+            if !blocking::admit(call, &self.inner.conn.lock().m)? {
+                self.sync_within(&mut ids, None).await?;
+            }
+        }
     }
 
     fn machine(&self) -> std::sync::MutexGuard<'_, conn::State<Session>> {
