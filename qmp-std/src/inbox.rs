@@ -410,6 +410,12 @@ impl Inbox {
         self.notices.push_back(n);
     }
 
+    /// Queues notices from now on instead of handing them to the hook.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn drop_notice_hook(&mut self) {
+        self.on_notice = None;
+    }
+
     pub(crate) fn take_notices(&mut self) -> Vec<Notice> {
         self.notices.drain(..).collect()
     }

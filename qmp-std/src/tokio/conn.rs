@@ -473,6 +473,33 @@ impl<S: Session> Future for Driver<S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.turn(cx)));
+        turn.unwrap_or_else(|_| {
+            // A panic on the driver (a notice hook's): the connection ends
+            // as if broken, so that every call still resolves.
+            let shared = Arc::clone(&this.shared);
+            let mut st = shared.lock();
+            st.m.inbox.drop_notice_hook();
+            st.m.break_off();
+            loop {
+                let wants = st.m.step();
+                if !wants.app {
+                    break;
+                }
+                file(&mut st, &shared.room);
+            }
+            st.calls.wake_all();
+            st.waiters.wake_all();
+            shared.room.notify_waiters();
+            Poll::Ready(())
+        })
+    }
+}
+
+impl<S: Session> Driver<S> {
+    /// The driver's turns until it must wait (or the connection is over).
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         let shared = Arc::clone(&this.shared);
         let mut st = shared.lock();
         loop {
@@ -534,7 +561,11 @@ impl<S: Session> Future for Driver<S> {
                 continue;
             }
             if let Some(at) = wants.timeout {
-                if this.armed != Some(at) {
+                // Re-armed only for an earlier deadline: one that is
+                // later (the earliest request resolved) is taken up when
+                // the armed one fires, early, which is cheaper than a timer
+                // update per reply.
+                if this.armed.is_none_or(|armed| at < armed) {
                     let when = tokio::time::Instant::from_std(st.m.instant(at));
                     this.sleep.as_mut().reset(when);
                     this.armed = Some(at);
