@@ -946,6 +946,32 @@ fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
 // ---------------------------------------------------------------------------
 // The server
 
+/// The accessors the blocking and the tokio servers share (on their
+/// `listener` and `shared`).
+macro_rules! server_accessors {
+    () => {
+        /// The address actually bound (the real port for `HOST:0`).
+        pub fn local_addr(&self) -> Address {
+            self.listener.local_addr()
+        }
+
+        /// The event broadcaster.
+        pub fn events(&self) -> EventSender {
+            EventSender::of(&self.shared)
+        }
+
+        /// The server's counters.
+        pub fn stats(&self) -> ServerStats {
+            self.shared.stats()
+        }
+
+        /// A handle to stop the server.
+        pub fn stop_handle(&self) -> StopHandle {
+            StopHandle::of(&self.shared)
+        }
+    };
+}
+
 /// A bound listener serving one [`Handler`]. See the [module docs](self).
 pub struct Server {
     listener: Listener,
@@ -974,25 +1000,7 @@ impl Server {
         })
     }
 
-    /// The address actually bound (the real port for `HOST:0`).
-    pub fn local_addr(&self) -> Address {
-        self.listener.local_addr()
-    }
-
-    /// The event broadcaster.
-    pub fn events(&self) -> EventSender {
-        EventSender::of(&self.shared)
-    }
-
-    /// The server's counters.
-    pub fn stats(&self) -> ServerStats {
-        self.shared.stats()
-    }
-
-    /// A handle to stop the server.
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle::of(&self.shared)
-    }
+    server_accessors!();
 
     /// Accepts and serves connections until stopped. After a stop it waits
     /// up to two seconds for open sessions to flush and close, and removes
@@ -1030,17 +1038,12 @@ impl Server {
             }
             let stream = match accepted {
                 Ok(s) => s,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::WouldBlock => continue,
-                    // Out of descriptors and the like: wait and retry.
-                    _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
-                        thread::sleep(Duration::from_millis(100));
+                Err(e) => match accept_failed(e)? {
+                    Some(pause) => {
+                        thread::sleep(pause);
                         continue;
                     }
-                    _ => return Err(e),
+                    None => continue,
                 },
             };
             if self.shared.admit(&self.cfg, &stream) {
@@ -1102,6 +1105,21 @@ pub(crate) fn report(id: u64, e: &io::Error) {
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
     ) {
         eprintln!("qmp agent: connection {id}: {e}");
+    }
+}
+
+/// What a failed `accept` means for the accept loop: try again (after a
+/// pause: out of descriptors and the like), or stop with the error.
+pub(crate) fn accept_failed(e: io::Error) -> io::Result<Option<Duration>> {
+    match e.kind() {
+        io::ErrorKind::Interrupted
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::WouldBlock => Ok(None),
+        _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
+            Ok(Some(Duration::from_millis(100)))
+        }
+        _ => Err(e),
     }
 }
 

@@ -22,6 +22,7 @@
 mod calls;
 
 pub mod addr;
+#[macro_use]
 pub mod agent;
 mod buf;
 pub mod client;

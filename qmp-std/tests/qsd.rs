@@ -382,49 +382,10 @@ fn garbage_peer_is_reported_not_fatal() {
 /// descriptor came with it (on the same message), then reads through it.
 #[test]
 fn fd_passing_reaches_the_peer() {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::io::IoSliceMut;
-    use std::mem::MaybeUninit;
-
     let dir = TempDir::new("fd");
     let path = dir.path("fd.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let peer = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
-        s.write_all(GREETING).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if !buf[..n].starts_with(b"{\"execute\":\"qmp_capabilities\"") {
-            return Err(text(&buf[..n]));
-        }
-        s.write_all(b"{\"return\": {}}\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let got = recvmsg(&s, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-            .map_err(|e| e.to_string())?;
-        let msg = text(&buf[..got.bytes]);
-        if msg != r#"{"execute":"getfd","arguments":{"fdname":"p"},"id":1}"# {
-            return Err(format!("got {msg:?}"));
-        }
-        let mut fds = Vec::new();
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(it) = m {
-                fds.extend(it);
-            }
-        }
-        let [fd] = <[_; 1]>::try_from(fds).map_err(|f| format!("{} fds", f.len()))?;
-        let mut pipe = std::fs::File::from(fd);
-        let mut word = [0u8; 5];
-        pipe.read_exact(&mut word).map_err(|e| e.to_string())?;
-        let reply = format!(
-            "{{\"return\": {{\"read\": \"{}\"}}, \"id\": 1}}\r\n",
-            text(&word)
-        );
-        s.write_all(reply.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(())
-    });
+    let peer = common::fd_peer(listener);
     let mut c = Client::connect_unix(&path, Config::new()).unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
     std::fs::File::from(w).write_all(b"hello").unwrap();

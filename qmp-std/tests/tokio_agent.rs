@@ -7,11 +7,13 @@
 
 mod common;
 
+use common::{line, raw_client as connect};
+
 use qmp_std::agent::{CommandDef, Ctx, Request, Response, ServerConfig, StopHandle};
 use qmp_std::client::Config;
 use qmp_std::tokio::{Answer, AsyncClient, AsyncHandler, AsyncQga, AsyncServer};
 use qmp_std::{Address, Json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,19 +32,6 @@ fn spawn<H: AsyncHandler>(server: AsyncServer<H>) -> (StopHandle, thread::JoinHa
             .unwrap();
     });
     (stop, t)
-}
-
-fn connect(sock: &std::path::Path) -> (UnixStream, BufReader<UnixStream>) {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let r = BufReader::with_capacity(1 << 16, s.try_clone().unwrap());
-    (s, r)
-}
-
-fn line(r: &mut BufReader<UnixStream>) -> String {
-    let mut l = String::new();
-    r.read_line(&mut l).unwrap();
-    l
 }
 
 fn negotiate(s: &mut UnixStream, r: &mut BufReader<UnixStream>, oob: bool) {

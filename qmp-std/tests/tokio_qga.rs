@@ -9,69 +9,21 @@ use qmp_std::tokio::AsyncQga;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::TempDir;
-
-struct QemuGa {
-    child: Child,
-    sock: PathBuf,
-    _dir: TempDir,
-}
-
-impl Drop for QemuGa {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn qemu_ga() -> Option<QemuGa> {
-    if !common::installed("qemu-ga") {
-        return None;
-    }
-    let dir = TempDir::new("tokio-qga");
-    let state = dir.path("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let sock = dir.path("qga.sock");
-    let child = Command::new("qemu-ga")
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&sock)
-        .arg("-t")
-        .arg(&state)
-        .arg("-f")
-        .arg(dir.path("pid"))
-        .arg("-l")
-        .arg(dir.path("log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn qemu-ga");
-    Some(QemuGa {
-        child,
-        sock,
-        _dir: dir,
-    })
-}
+use common::{rt, TempDir};
 
 fn cfg() -> Config {
     Config::new().timeout(Some(Duration::from_secs(5)))
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn tokio_qga_against_qemu_ga() {
-    let Some(ga) = qemu_ga() else { return };
+    let Some(ga) = common::qemu_ga("tokio-qga") else {
+        return;
+    };
     rt().block_on(async {
         // The connect retries until qemu-ga has created its socket.
         let qga = AsyncQga::connect_unix(&ga.sock, cfg()).await.unwrap();
@@ -173,7 +125,9 @@ fn late_agent(path: PathBuf, agent: PathBuf, deaf: Duration) -> std::thread::Joi
 
 #[test]
 fn tokio_qga_retries_the_sync_until_the_agent_answers() {
-    let Some(ga) = qemu_ga() else { return };
+    let Some(ga) = common::qemu_ga("tokio-qga") else {
+        return;
+    };
     // Wait until qemu-ga listens.
     let t0 = Instant::now();
     while UnixStream::connect(&ga.sock).is_err() {

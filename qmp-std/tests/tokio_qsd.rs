@@ -16,10 +16,7 @@ use tokio_stream::StreamExt;
 
 mod common;
 
-use common::{qsd, TempDir};
-
-const GREETING: &[u8] =
-    b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}\r\n";
+use common::{qsd, rt, TempDir, GREETING};
 
 #[derive(Deserialize, Debug)]
 struct QemuVersion {
@@ -40,13 +37,6 @@ struct JobStatus {
 
 fn cfg() -> Config {
     Config::new().timeout(Some(Duration::from_secs(10)))
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -258,49 +248,10 @@ fn tokio_per_call_timeout_and_cancel_against_a_hung_peer() {
 
 #[test]
 fn tokio_fd_passing_reaches_the_peer() {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::io::IoSliceMut;
-    use std::mem::MaybeUninit;
-
     let dir = TempDir::new("tokio-fd");
     let path = dir.path("fd.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let peer = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
-        s.write_all(GREETING).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if !buf[..n].starts_with(b"{\"execute\":\"qmp_capabilities\"") {
-            return Err(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        s.write_all(b"{\"return\": {}}\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let got = recvmsg(&s, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-            .map_err(|e| e.to_string())?;
-        let msg = String::from_utf8_lossy(&buf[..got.bytes]).into_owned();
-        if msg != r#"{"execute":"getfd","arguments":{"fdname":"p"},"id":1}"# {
-            return Err(format!("got {msg:?}"));
-        }
-        let mut fds = Vec::new();
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(it) = m {
-                fds.extend(it);
-            }
-        }
-        let [fd] = <[_; 1]>::try_from(fds).map_err(|f| format!("{} fds", f.len()))?;
-        let mut pipe = std::fs::File::from(fd);
-        let mut word = [0u8; 5];
-        pipe.read_exact(&mut word).map_err(|e| e.to_string())?;
-        let reply = format!(
-            "{{\"return\": {{\"read\": \"{}\"}}, \"id\": 1}}\r\n",
-            String::from_utf8_lossy(&word)
-        );
-        s.write_all(reply.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(())
-    });
+    let peer = common::fd_peer(listener);
     rt().block_on(async {
         let c = AsyncClient::connect_unix(&path, Config::new())
             .await

@@ -4,9 +4,9 @@
 
 use crate::addr::Address;
 use crate::agent::{
-    flushed, report, write_with, Books, Ctx, EventSender, Handled, Handler, Listener, Mailbox,
-    Next, Outcome, Request, Response, ServerConfig, ServerStats, SessionBufs, SessionIo, Shared,
-    Specs, StopHandle, Wake, Waker, FLUSH_TIMEOUT,
+    accept_failed, flushed, report, write_with, Books, Ctx, EventSender, Handled, Handler,
+    Listener, Mailbox, Next, Outcome, Request, Response, ServerConfig, ServerStats, SessionBufs,
+    SessionIo, Shared, Specs, StopHandle, Wake, Waker, FLUSH_TIMEOUT,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -143,25 +143,7 @@ impl<H: AsyncHandler> AsyncServer<H> {
         })
     }
 
-    /// The address actually bound (the real port for `HOST:0`).
-    pub fn local_addr(&self) -> Address {
-        self.listener.local_addr()
-    }
-
-    /// The event broadcaster.
-    pub fn events(&self) -> EventSender {
-        EventSender::of(&self.shared)
-    }
-
-    /// The server's counters.
-    pub fn stats(&self) -> ServerStats {
-        self.shared.stats()
-    }
-
-    /// A handle to stop the server.
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle::of(&self.shared)
-    }
+    server_accessors!();
 
     /// Accepts and serves connections until stopped (on the current tokio
     /// runtime). After a stop it waits up to two seconds for open sessions
@@ -209,18 +191,12 @@ impl<H: AsyncHandler> AsyncServer<H> {
             };
             let stream = match accepted {
                 Ok(s) => s,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::WouldBlock => continue,
-                    // Out of descriptors and the like: wait and retry.
-                    _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+                Err(e) => {
+                    if let Some(pause) = accept_failed(e)? {
+                        tokio::time::sleep(pause).await;
                     }
-                    _ => return Err(e),
-                },
+                    continue;
+                }
             };
             if !self.shared.admit(&self.cfg, &stream) {
                 continue;
