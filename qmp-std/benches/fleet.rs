@@ -9,7 +9,8 @@
 //!   `query-version` (at most 8 in flight with `oob`, as QEMU wants: the
 //!   others wait for room), then one broadcast event reaches every
 //!   session. Printed: commands/s, p50/p99 latency of a command from its
-//!   call to its reply, the time until every session had the event, and
+//!   call to its reply (all 100,000 are called at once, so this is mostly
+//!   the time waiting behind the others), the time until every session had the event, and
 //!   resident memory per idle session, in the client process and in the
 //!   agent.
 //! * **python qemu.qmp** (asyncio), the baseline: the same against the same

@@ -23,11 +23,10 @@
 use crate::client::Call;
 use crate::config::Config;
 use crate::error::Error;
-use crate::inbox::Event;
+use crate::inbox::{Event, IdMap};
 use crate::machine::{self, Filed, Machine, Refused, Session};
 use qmp_core::client::Token;
 use qmp_core::Instant as Clock;
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -105,7 +104,7 @@ impl Io {
 
 /// Wakers by key (a call id, or a waiter's number).
 #[derive(Default)]
-struct Wakers(HashMap<u64, Waker>);
+struct Wakers(IdMap<Waker>);
 
 impl Wakers {
     fn set(&mut self, key: u64, waker: &Waker) {
