@@ -11,6 +11,8 @@
 //!   subscriptions, pipelining).
 //! * [`qga`]: [`qga::Qga`], the blocking guest-agent client (sync, ping,
 //!   execute) over Unix/TCP sockets or any [`transport::Transport`].
+//! * [`schema`]: [`schema::LiveSchema`], a server's `query-qmp-schema`
+//!   owned and indexed, for lookups, path queries and argument checks.
 //! * [`transport`]: what the clients run over.
 //! * [`fd`]: file-descriptor passing (`SCM_RIGHTS`) on Unix sockets.
 //!
@@ -32,6 +34,7 @@ mod inbox;
 pub mod json;
 mod link;
 pub mod qga;
+pub mod schema;
 pub mod transport;
 
 pub use addr::Address;
