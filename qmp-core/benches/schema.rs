@@ -120,9 +120,12 @@ fn run(label: &str, reply: &[u8], command: &str, args: &[u8], type_name: &str, q
         black_box(by_name(black_box(&value)));
     });
     let map = by_name(&value);
-    bench(&format!("  baseline: command lookup in the HashMap ({command})"), || {
-        black_box(map.get(black_box(command)).unwrap());
-    });
+    bench(
+        &format!("  baseline: command lookup in the HashMap ({command})"),
+        || {
+            black_box(map.get(black_box(command)).unwrap());
+        },
+    );
 }
 
 fn main() {
