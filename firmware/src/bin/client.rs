@@ -65,7 +65,8 @@ impl Seen {
         let status = ev
             .data
             .and_then(|d| d.get("status"))
-            .and_then(|s| s.as_str())
+            .and_then(|s| s.as_json_str())
+            .and_then(|s| s.as_plain_str())
             .unwrap_or("?");
         for part in [if self.statuses_len == 0 { "" } else { " " }, status] {
             for &b in part.as_bytes() {
