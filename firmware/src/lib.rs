@@ -9,6 +9,7 @@
 #![no_std]
 
 pub mod board;
+pub mod monitor;
 
 use core::convert::Infallible;
 use core::future::Future;
@@ -21,14 +22,14 @@ use cortex_m::peripheral::{syst::SystClkSource, NVIC, SYST};
 use cortex_m_rt::exception;
 use qmp_core::Instant;
 
-/// The UART's interrupt line, for the NVIC.
+/// One of the UART's interrupt lines, for the NVIC.
 #[derive(Clone, Copy)]
-struct UartIrq;
+struct UartIrq(u16);
 
-// SAFETY: the board's UART interrupt number is a valid NVIC line.
+// SAFETY: the board's UART interrupt numbers are valid NVIC lines.
 unsafe impl InterruptNumber for UartIrq {
     fn number(self) -> u16 {
-        board::UART_IRQ
+        self.0
     }
 }
 
@@ -50,11 +51,12 @@ fn SysTick() {
 }
 
 /// Any other interrupt: the UART's, which only wakes the core from
-/// [`wait`]; it is masked again here (the bytes are read by polling).
+/// [`wait`]; it is masked again here (bytes are read and written by
+/// polling).
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    if irqn == board::UART_IRQ as i16 {
-        NVIC::mask(UartIrq);
+    if let Ok(n) = u16::try_from(irqn) {
+        NVIC::mask(UartIrq(n));
     }
 }
 
@@ -101,17 +103,24 @@ impl qmp_core::drive::asynch::Clock for Clock {
     }
 }
 
-/// Sleeps until the UART has a byte or an interrupt (the clock's, at most
-/// a millisecond away) comes; returns at once when a byte already waits.
-pub fn wait() {
+/// Sleeps until the UART has a byte (or, with `tx`, takes one) or another
+/// interrupt (the clock's, at most a millisecond away) comes; returns at
+/// once when that is so already.
+pub fn wait(tx: bool) {
     cortex_m::interrupt::free(|_| {
-        board::rx_irq_clear();
-        NVIC::unpend(UartIrq);
-        if board::rx_ready() {
+        board::irq_clear();
+        for irq in board::UART_IRQS {
+            NVIC::unpend(UartIrq(irq));
+        }
+        // (`tx_ready` first: on the nRF51 it also clears the event of a
+        // byte that went, which would otherwise wake the core at once.)
+        if (board::tx_ready() && tx) || board::rx_ready() {
             return;
         }
-        // SAFETY: the handler only masks the line again; no shared state.
-        unsafe { NVIC::unmask(UartIrq) };
+        for irq in board::UART_IRQS {
+            // SAFETY: the handler only masks the line again.
+            unsafe { NVIC::unmask(UartIrq(irq)) };
+        }
         // With interrupts masked, a pending one still ends the sleep; it is
         // taken when `free` unmasks them.
         cortex_m::asm::wfi();
@@ -153,9 +162,18 @@ impl Uart {
         n
     }
 
+    /// Until the last byte went.
+    fn drain() {
+        while !board::tx_ready() {
+            wait(true);
+        }
+    }
+
     fn put_all(buf: &[u8]) {
         for &b in buf {
-            while !board::tx_ready() {}
+            while !board::tx_ready() {
+                wait(true);
+            }
             board::tx_put(b);
         }
     }
@@ -171,7 +189,7 @@ impl embedded_io::Read for Uart {
             return Ok(0);
         }
         while !board::rx_ready() {
-            wait();
+            wait(false);
         }
         Ok(Self::drain_into(buf))
     }
@@ -183,7 +201,7 @@ impl embedded_io::ReadReady for Uart {
     /// does not spin: the core idles between requests.
     fn read_ready(&mut self) -> Result<bool, Infallible> {
         if !board::rx_ready() {
-            wait();
+            wait(false);
         }
         Ok(board::rx_ready())
     }
@@ -195,7 +213,7 @@ impl embedded_io::Write for Uart {
         Ok(buf.len())
     }
     fn flush(&mut self) -> Result<(), Infallible> {
-        board::tx_drain();
+        Self::drain();
         Ok(())
     }
 }
@@ -222,7 +240,7 @@ impl embedded_io_async::Write for Uart {
         Ok(buf.len())
     }
     async fn flush(&mut self) -> Result<(), Infallible> {
-        board::tx_drain();
+        Self::drain();
         Ok(())
     }
 }
@@ -244,7 +262,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
-        wait();
+        wait(false);
     }
 }
 

@@ -13,8 +13,8 @@ use super::Reg;
 pub const NAME: &str = "microbit";
 /// The core clock, SysTick's source.
 pub const CPU_HZ: u32 = 16_000_000;
-/// The UART's interrupt (NVIC line).
-pub const UART_IRQ: u16 = 2;
+/// The UART's interrupt (NVIC line; receive and transmit share it).
+pub const UART_IRQS: [u16; 1] = [2];
 
 const BASE: usize = 0x4000_2000;
 const STARTRX: Reg = Reg(BASE);
@@ -30,11 +30,12 @@ const TXD: Reg = Reg(BASE + 0x51C);
 const BAUDRATE: Reg = Reg(BASE + 0x524);
 
 const INT_RXDRDY: u32 = 1 << 2;
+const INT_TXDRDY: u32 = 1 << 7;
 /// Whether a transmitted byte is still going out (`TXDRDY` not yet seen).
 static TX_BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Enables the UART (the micro:bit's USB-serial pins, 115200 baud) and
-/// starts both directions; the receive interrupt only wakes the core.
+/// starts both directions; the interrupts only wake the core.
 pub fn uart_init() {
     PSELTXD.write(24);
     PSELRXD.write(25);
@@ -42,7 +43,7 @@ pub fn uart_init() {
     ENABLE.write(4);
     STARTTX.write(1);
     STARTRX.write(1);
-    INTENSET.write(INT_RXDRDY);
+    INTENSET.write(INT_RXDRDY | INT_TXDRDY);
 }
 
 /// Whether a received byte waits.
@@ -59,7 +60,8 @@ pub fn rx_take() -> u8 {
     RXD.read() as u8
 }
 
-/// Whether the transmitter takes a byte now.
+/// Whether the transmitter takes a byte now (clearing `EVENTS_TXDRDY`
+/// once the last byte went: the interrupt follows it).
 #[inline(always)]
 pub fn tx_ready() -> bool {
     use core::sync::atomic::Ordering::Relaxed;
@@ -81,11 +83,6 @@ pub fn tx_put(b: u8) {
     TXD.write(u32::from(b));
 }
 
-/// Waits until the last byte has left.
-pub fn tx_drain() {
-    while !tx_ready() {}
-}
-
-/// Nothing to clear: the interrupt follows `EVENTS_RXDRDY`, which
-/// [`rx_take`] clears.
-pub fn rx_irq_clear() {}
+/// Nothing to clear: the interrupt follows `EVENTS_RXDRDY` and
+/// `EVENTS_TXDRDY`, which [`rx_take`] and [`tx_ready`] clear.
+pub fn irq_clear() {}

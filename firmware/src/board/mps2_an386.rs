@@ -1,6 +1,7 @@
 //! QEMU's `mps2-an386` (Arm MPS2 with the AN386 FPGA image, Cortex-M4F):
 //! UART0 is a CMSDK APB UART at `0x4000_4000` (QEMU's `-serial`, first
-//! one), its receive interrupt is IRQ 0; the CPU runs at 25 MHz.
+//! one), its receive and transmit interrupts are IRQ 0 and 1; the CPU runs
+//! at 25 MHz.
 //!
 //! The CMSDK UART holds one received byte (`STATE.RXFULL`); QEMU hands it
 //! the next only once the byte is read, so nothing is lost while the
@@ -13,8 +14,8 @@ use super::Reg;
 pub const NAME: &str = "mps2-an386";
 /// The core clock, SysTick's source.
 pub const CPU_HZ: u32 = 25_000_000;
-/// The UART's receive interrupt (NVIC line).
-pub const UART_IRQ: u16 = 0;
+/// The UART's receive and transmit interrupts (NVIC lines).
+pub const UART_IRQS: [u16; 2] = [0, 1];
 
 const BASE: usize = 0x4000_4000;
 const DATA: Reg = Reg(BASE);
@@ -27,15 +28,17 @@ const STATE_TXFULL: u32 = 1 << 0;
 const STATE_RXFULL: u32 = 1 << 1;
 const CTRL_TX_EN: u32 = 1 << 0;
 const CTRL_RX_EN: u32 = 1 << 1;
+const CTRL_TX_INTEN: u32 = 1 << 2;
 const CTRL_RX_INTEN: u32 = 1 << 3;
+const INT_TX: u32 = 1 << 0;
 const INT_RX: u32 = 1 << 1;
 
-/// Enables transmit and receive (and the receive interrupt, which only
-/// wakes the core: see [`super::wait`]).
+/// Enables transmit and receive (and their interrupts, which only wake the
+/// core: see `wait`).
 pub fn uart_init() {
     // QEMU refuses to transmit below a divider of 16.
     BAUDDIV.write(16);
-    CTRL.write(CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INTEN);
+    CTRL.write(CTRL_TX_EN | CTRL_RX_EN | CTRL_TX_INTEN | CTRL_RX_INTEN);
 }
 
 /// Whether a received byte waits.
@@ -62,14 +65,9 @@ pub fn tx_put(b: u8) {
     DATA.write(u32::from(b));
 }
 
-/// Waits until the last byte has left (nothing to do: QEMU sends it when
-/// it is written, or holds `TXFULL` until it went).
-pub fn tx_drain() {
-    while !tx_ready() {}
-}
-
-/// Clears the receive interrupt flag (before checking [`rx_ready`] and
-/// sleeping: a byte after that sets it again).
-pub fn rx_irq_clear() {
-    INTSTATUS.write(INT_RX);
+/// Clears the interrupt flags (before checking [`rx_ready`] and
+/// [`tx_ready`] and sleeping: a byte received or sent after that sets them
+/// again).
+pub fn irq_clear() {
+    INTSTATUS.write(INT_RX | INT_TX);
 }
