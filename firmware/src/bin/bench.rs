@@ -15,7 +15,12 @@
 //! board: mps2-an386
 //! chunk: 64
 //! instructions per request: 4321
+//! stack-high-water: 4660
+//! static-ram: 1976
 //! ```
+//!
+//! (the stack the monitor used, serving, and the static RAM of this image,
+//! the same buffers as the agent image's).
 //!
 //! Each round reads the input in chunks of up to `CHUNK` bytes (what one
 //! `read` returns): 64, as from a DMA or FIFO-backed UART.
@@ -165,6 +170,10 @@ fn main() -> ! {
     host::write_u32(CHUNK as u32);
     host::write(b"\ninstructions per request: ");
     host::write_u32(((b - a) / u64::from(2 * N)) as u32);
+    host::write(b"\nstack-high-water: ");
+    host::write_u32(stack::high_water() as u32);
+    host::write(b"\nstatic-ram: ");
+    host::write_u32(stack::static_ram() as u32);
     host::write(b"\n");
     host::exit(true)
 }
