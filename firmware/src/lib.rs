@@ -330,18 +330,9 @@ pub mod host {
     }
 
     /// Writes a decimal number.
-    pub fn write_u32(mut v: u32) {
-        let mut buf = [0u8; 10];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        write(&buf[i..]);
+    pub fn write_u32(v: u32) {
+        let mut buf = [0u8; 20];
+        write(crate::monitor::decimal(&mut buf, u64::from(v)));
     }
 
     /// Ends the emulation with success or failure.

@@ -192,7 +192,8 @@ fn json_object_u64(buf: &mut [u8], key: &[u8], v: u64) -> usize {
     n
 }
 
-fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+/// `v` in decimal, in the end of `buf`.
+pub fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

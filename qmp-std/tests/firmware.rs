@@ -377,7 +377,7 @@ fn the_firmware_client_gets_what_our_client_gets_from_qemu_storage_daemon() {
             .expect("qemu-system-arm");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{board}: {text}");
-        assert_eq!(text.lines().last(), Some("OK"), "{board}: {text}");
+        assert_eq!(text.lines().next_back(), Some("OK"), "{board}: {text}");
         assert_eq!(report_of(&text, "board"), board);
         // The same, from our std client, on the same daemon (the firmware
         // left it as it found it).
@@ -392,7 +392,7 @@ fn the_firmware_client_gets_what_our_client_gets_from_qemu_storage_daemon() {
         assert_eq!(json(data)["status"], "created");
         let fw_statuses = report_of(&text, "statuses");
         assert_eq!(fw_statuses.split(' ').next(), Some("created"));
-        assert_eq!(fw_statuses.split(' ').last(), Some("concluded"));
+        assert_eq!(fw_statuses.split(' ').next_back(), Some("concluded"));
         assert_eq!(statuses.first().map(String::as_str), Some("created"));
         assert_eq!(json(&report_of(&text, "job-dismiss")), json(&dismiss));
         assert_eq!(json(&report_of(&text, "blockdev-del")), json(&del));
