@@ -703,6 +703,10 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// the request stays there (input is not read) and this is retried by
     /// `pump`.
     fn answer_oob(&mut self) {
+        // Asked on every pump: nothing to do unless the agent owes the answer.
+        if !matches!(self.oob_req, Oob::Answer | Oob::Fallback(_)) {
+            return;
+        }
         let style = self.core.cfg.style;
         let msg = Message::from_validated(self.framer.last_message());
         let result = match self.oob_req {
@@ -856,10 +860,20 @@ impl<'a> Core<'a, '_> {
 
     fn lookup(&self, name: JsonStr<'_>) -> Lookup<'a> {
         let qga = self.cfg.protocol == Protocol::Qga;
-        if name.eq_str("qmp_capabilities") && !qga {
+        // Names almost never have escapes: look for one once, then compare
+        // bytes (eq_str would look again for each longer candidate).
+        let plain = !name.has_escapes();
+        let is = |s: &str| {
+            if plain {
+                name.raw() == s.as_bytes()
+            } else {
+                name.eq_str(s)
+            }
+        };
+        if !qga && is("qmp_capabilities") {
             return Lookup::Builtin(Builtin::Capabilities);
         }
-        match self.cfg.commands.iter().find(|c| name.eq_str(c.name())) {
+        match self.cfg.commands.iter().find(|c| is(c.name())) {
             None => Lookup::NotFound,
             Some(spec) if spec.name() == "query-commands" => {
                 Lookup::Builtin(Builtin::QueryCommands)
