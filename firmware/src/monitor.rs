@@ -214,8 +214,17 @@ fn timestamp(now: Instant) -> (i64, i64) {
 /// checks (missing, wrong type, then the first unexpected member).
 fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
     let name = req.name;
+    // One look for escapes, then byte comparisons (names rarely have any).
+    let plain = !name.has_escapes();
+    let is = |s: &str| {
+        if plain {
+            name.raw() == s.as_bytes()
+        } else {
+            name.eq_str(s)
+        }
+    };
     let args = req.arguments;
-    if name.eq_str("x-sleep") {
+    if is("x-sleep") {
         let ms = args.and_then(|a| a.get("ms"));
         let Some(ms) = ms else {
             return (Answer::Error("Parameter 'ms' is missing"), 0);
@@ -234,15 +243,15 @@ fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
     if let Some(a) = unexpected(args, &[]) {
         return (a, 0);
     }
-    let answer = if name.eq_str("query-version") {
+    let answer = if is("query-version") {
         Answer::Version
-    } else if name.eq_str("query-status") {
+    } else if is("query-status") {
         Answer::Status
-    } else if name.eq_str("stop") {
+    } else if is("stop") {
         Answer::Event("STOP")
-    } else if name.eq_str("cont") {
+    } else if is("cont") {
         Answer::Event("RESUME")
-    } else if name.eq_str("x-query-firmware") {
+    } else if is("x-query-firmware") {
         Answer::Firmware
     } else {
         Answer::Empty
@@ -290,8 +299,6 @@ fn answer(
             _ => p.answer = Answer::Empty,
         }
     }
-    let mut stats = [0u8; 160];
-    let mut key = [0u8; KEY_MAX + 40];
     let r = match &p.answer {
         Answer::Version => agent.complete(
             p.token,
@@ -309,6 +316,7 @@ fn answer(
         ),
         Answer::Empty | Answer::Event(_) => agent.complete(p.token, Reply::Return(&raw(b"{}"))),
         Answer::Firmware => {
+            let mut stats = [0u8; 160];
             let n = firmware_stats(&mut stats, now);
             agent.complete(
                 p.token,
@@ -323,6 +331,7 @@ fn answer(
             },
         ),
         Answer::Unexpected(k, len) => {
+            let mut key = [0u8; KEY_MAX + 40];
             let desc = unexpected_text(&mut key, &k[..usize::from(*len)]);
             agent.complete(
                 p.token,

@@ -47,6 +47,9 @@ struct Replay {
     uart: Uart,
     pos: usize,
     len: usize,
+    /// Where `pos` is within the current request (no division per byte:
+    /// the Cortex-M0 has no divide instruction).
+    in_req: usize,
 }
 
 impl Replay {
@@ -55,14 +58,23 @@ impl Replay {
             uart,
             pos: 0,
             len: NEGOTIATE.len() + REQUEST.len() * n as usize,
+            in_req: 0,
         }
     }
-    fn byte(&self, at: usize) -> u8 {
-        if at < NEGOTIATE.len() {
-            NEGOTIATE[at]
+    fn next_byte(&mut self) -> u8 {
+        let b = if self.pos < NEGOTIATE.len() {
+            NEGOTIATE[self.pos]
         } else {
-            REQUEST[(at - NEGOTIATE.len()) % REQUEST.len()]
-        }
+            let b = REQUEST[self.in_req];
+            self.in_req = if self.in_req + 1 == REQUEST.len() {
+                0
+            } else {
+                self.in_req + 1
+            };
+            b
+        };
+        self.pos += 1;
+        b
     }
     fn done(&self) -> bool {
         self.pos == self.len
@@ -76,10 +88,9 @@ impl embedded_io::ErrorType for Replay {
 impl embedded_io::Read for Replay {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
         let n = buf.len().min(CHUNK).min(self.len - self.pos);
-        for (i, slot) in buf[..n].iter_mut().enumerate() {
-            *slot = self.byte(self.pos + i);
+        for slot in buf[..n].iter_mut() {
+            *slot = self.next_byte();
         }
-        self.pos += n;
         INPUT_DONE.store(self.done(), Ordering::Relaxed);
         Ok(n)
     }
