@@ -22,20 +22,30 @@ use qmp_core::agent::{
     Reply, ReplyToken, Throttle,
 };
 use qmp_core::encode::{Verbatim, WriteJson};
-use qmp_core::json::{JsonKind, RawJson};
+use qmp_core::json::RawJson;
 use qmp_core::message::Exec;
+use qmp_core::schema::decl::{MemberDecl, ObjectDecl, TypeDecl};
 use qmp_core::Instant;
 
 use crate::{board, stack};
 
+/// Arguments: none (the agent answers `Parameter 'x' is unexpected`), and
+/// `x-sleep`'s `ms` (the agent answers QEMU's texts when it is missing or
+/// not an integer). The application only sees valid requests.
+static NO_ARGS: ObjectDecl<'static> = ObjectDecl::new("q_empty", &[]);
+static SLEEP_ARGS: ObjectDecl<'static> =
+    ObjectDecl::new("q_obj_x-sleep-arg", &[MemberDecl::new("ms", TypeDecl::INT)]);
+
 pub static COMMANDS: [CommandSpec<'static>; 7] = [
-    CommandSpec::new("query-version"),
-    CommandSpec::new("query-commands"),
-    CommandSpec::new("query-status"),
-    CommandSpec::new("stop"),
-    CommandSpec::new("cont"),
-    CommandSpec::new("x-sleep").oob(),
-    CommandSpec::new("x-query-firmware"),
+    CommandSpec::new("query-version").with_arguments(&NO_ARGS),
+    CommandSpec::new("query-commands").with_arguments(&NO_ARGS),
+    CommandSpec::new("query-status").with_arguments(&NO_ARGS),
+    CommandSpec::new("stop").with_arguments(&NO_ARGS),
+    CommandSpec::new("cont").with_arguments(&NO_ARGS),
+    CommandSpec::new("x-sleep")
+        .with_arguments(&SLEEP_ARGS)
+        .oob(),
+    CommandSpec::new("x-query-firmware").with_arguments(&NO_ARGS),
 ];
 
 /// The heartbeat: emitted every tick, at most one a second goes out.
@@ -62,14 +72,7 @@ enum Answer {
     /// `STOP` or `RESUME` first, then `{}`.
     Event(&'static str),
     Firmware,
-    /// `GenericError` with a fixed text.
-    Error(&'static str),
-    /// `GenericError` "Parameter '<key>' is unexpected" (the key is kept
-    /// unescaped, up to [`KEY_MAX`] bytes).
-    Unexpected([u8; KEY_MAX], u8),
 }
-
-const KEY_MAX: usize = 64;
 
 /// A request being answered: in-band and `exec-oob` each have one slot
 /// (the agent hands out one in-band request at a time, and reads no input
@@ -210,8 +213,8 @@ fn timestamp(now: Instant) -> (i64, i64) {
     ((ms / 1000) as i64, ((ms % 1000) * 1000) as i64)
 }
 
-/// What a request gets, and after how many milliseconds: QEMU's argument
-/// checks (missing, wrong type, then the first unexpected member).
+/// What a request gets, and after how many milliseconds (the agent checked
+/// the arguments against the declarations).
 fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
     let name = req.name;
     // One look for escapes, then byte comparisons (names rarely have any).
@@ -223,25 +226,13 @@ fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
             name.eq_str(s)
         }
     };
-    let args = req.arguments;
     if is("x-sleep") {
-        let ms = args.and_then(|a| a.get("ms"));
-        let Some(ms) = ms else {
-            return (Answer::Error("Parameter 'ms' is missing"), 0);
-        };
-        let Some(ms) = ms.as_i64().filter(|_| ms.kind() == JsonKind::Number) else {
-            return (
-                Answer::Error("Invalid parameter type for 'ms', expected: integer"),
-                0,
-            );
-        };
-        if let Some(a) = unexpected(args, &["ms"]) {
-            return (a, 0);
-        }
+        let ms = req
+            .arguments
+            .and_then(|a| a.get("ms"))
+            .and_then(|ms| ms.as_i64())
+            .unwrap_or(0);
         return (Answer::Empty, ms.max(0) as u64);
-    }
-    if let Some(a) = unexpected(args, &[]) {
-        return (a, 0);
     }
     let answer = if is("query-version") {
         Answer::Version
@@ -262,26 +253,6 @@ fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
         Answer::Event("RESUME") if running => (Answer::Empty, 0),
         a => (a, 0),
     }
-}
-
-/// The first member of `args` not in `allowed`, as QEMU's error.
-fn unexpected(args: Option<RawJson<'_>>, allowed: &[&str]) -> Option<Answer> {
-    let (key, _) = args?
-        .members()
-        .find(|(k, _)| !allowed.iter().any(|a| k.eq_str(a)))?;
-    let mut buf = [0u8; KEY_MAX];
-    let len = match key.unescape_into(&mut buf) {
-        Ok(k) => k.len(),
-        // Longer than we keep: cut at a character boundary.
-        Err(_) => {
-            let mut n = KEY_MAX;
-            while n > 0 && !core::str::from_utf8(&buf[..n]).is_ok() {
-                n -= 1;
-            }
-            n
-        }
-    };
-    Some(Answer::Unexpected(buf, len as u8))
 }
 
 /// Completes `p` (its event first); gives it back when the output is full.
@@ -323,24 +294,6 @@ fn answer(
                 Reply::Return(&Verbatim(RawJson::assume_validated(&stats[..n]))),
             )
         }
-        Answer::Error(desc) => agent.complete(
-            p.token,
-            Reply::Error {
-                class: "GenericError",
-                desc,
-            },
-        ),
-        Answer::Unexpected(k, len) => {
-            let mut key = [0u8; KEY_MAX + 40];
-            let desc = unexpected_text(&mut key, &k[..usize::from(*len)]);
-            agent.complete(
-                p.token,
-                Reply::Error {
-                    class: "GenericError",
-                    desc,
-                },
-            )
-        }
     };
     match r {
         Err(CompleteError::OutputFull { token, .. }) => Some(Pending {
@@ -351,20 +304,6 @@ fn answer(
         // Answered (by the agent with an error, if the reply never fits).
         _ => None,
     }
-}
-
-fn unexpected_text<'k>(buf: &'k mut [u8], key: &[u8]) -> &'k str {
-    let parts: [&[u8]; 3] = [b"Parameter '", key, b"' is unexpected"];
-    let mut n = 0;
-    for part in parts {
-        for &b in part {
-            if let Some(slot) = buf.get_mut(n) {
-                *slot = b;
-                n += 1;
-            }
-        }
-    }
-    core::str::from_utf8(&buf[..n]).unwrap_or("Parameter is unexpected")
 }
 
 /// `{"board": …, "stack-high-water": …, "static-ram": …, "uptime-ms": …}`.
