@@ -162,6 +162,31 @@ fn id_key(raw: RawJson<'_>) -> Vec<u8> {
 
 /// Replaces the non-JSON numbers QEMU prints for doubles out of range
 /// (`inf`, `-inf`, `nan`) outside strings with `0` and spaces (same length).
+/// How many leading bytes of `out` are whole messages, each with its
+/// `\r\n` (pretty output has `\r\n` inside messages too, so a framer
+/// tells where they end).
+fn whole_messages(out: &[u8]) -> usize {
+    let text = sanitize_nonfinite(out);
+    let cfg = FramerConfig::new()
+        .with_dialect(Dialect::Strict)
+        .with_max_depth(1024);
+    let mut framer = Framer::with_config(vec![0u8; text.len().max(1)], cfg);
+    let (mut off, mut keep) = (0, 0);
+    while off < text.len() {
+        let fed = framer.feed(&text[off..]);
+        off += fed.consumed;
+        match fed.frame {
+            Some(Frame::Message(_)) if text[off..].starts_with(b"\r\n") => keep = off + 2,
+            Some(Frame::Message(_)) | None => {}
+            Some(_) => break,
+        }
+        if fed.consumed == 0 {
+            break;
+        }
+    }
+    keep
+}
+
 fn sanitize_nonfinite(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     let mut in_str = false;
@@ -501,7 +526,12 @@ impl AgentRun<'_, '_> {
 
     fn eof(&mut self) {
         // Output not yet transmitted is for a peer that is gone: the reset
-        // drops it, and the next epoch starts with a greeting.
+        // drops it, and the next epoch starts with a greeting. A message
+        // transmitted in part went to that peer too: its stream ends with
+        // the last whole message (QEMU drops the rest with the connection).
+        let start = self.boundaries.last().copied().unwrap_or(0);
+        let keep = start + whole_messages(&self.out[start..]);
+        self.out.truncate(keep);
         let boundary = self.out.len();
         self.shadow_peek();
         self.agent.handle_eof();
