@@ -703,10 +703,6 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// the request stays there (input is not read) and this is retried by
     /// `pump`.
     fn answer_oob(&mut self) {
-        // Asked on every pump: nothing to do unless the agent owes the answer.
-        if !matches!(self.oob_req, Oob::Answer | Oob::Fallback(_)) {
-            return;
-        }
         let style = self.core.cfg.style;
         let msg = Message::from_validated(self.framer.last_message());
         let result = match self.oob_req {
@@ -756,7 +752,10 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// Answers queued in-band entries until one needs the application or the
     /// output is full.
     fn pump(&mut self) {
-        self.answer_oob();
+        // Asked on every pump: only when the agent owes the OOB answer.
+        if matches!(self.oob_req, Oob::Answer | Oob::Fallback(_)) {
+            self.answer_oob();
+        }
         loop {
             let Some((kind, token, body)) = self.queue.front() else {
                 return;
