@@ -898,6 +898,9 @@ enum Ev {
     Cancelled(u64),
     Disconnected(u64),
     Oversized(u64),
+    /// A malformed message ended the call it stood for (its own id, or the
+    /// in-band call whose reply it stood in place of).
+    Malformed(u64),
     Event(Vec<u8>),
     Unmatched,
     Orphan,
@@ -973,6 +976,7 @@ impl ClientRun<'_> {
                         Outcome::Cancelled => Ev::Cancelled(id),
                         Outcome::Disconnected => Ev::Disconnected(id),
                         Outcome::Oversized { .. } => Ev::Oversized(id),
+                        Outcome::Malformed(_) => Ev::Malformed(id),
                         _ => panic!("unknown outcome"),
                     }
                 }
@@ -1094,10 +1098,18 @@ impl ClientRun<'_> {
                 );
             }
             (Ok(Shape::Unknown), Ev::Unknown) => {}
+            // An oversized reply ends the call its id names when the id
+            // could be read, else the oldest in-band one (the client's rule
+            // since malformed messages end their calls); `poll` checked it
+            // was pending.
             (Err(true), Ev::Oversized(id)) => {
-                assert_eq!(Some(*id), oldest_in_band, "oversized not for the oldest");
+                assert!(pre.contains_key(id), "oversized for {id}, not pending")
             }
             (Err(_), Ev::Framing(_)) => {}
+            // (`poll` checked that the call was pending and resolves once.)
+            (Err(false), Ev::Malformed(id)) => {
+                assert!(pre.contains_key(id), "malformed for {id}, not pending")
+            }
             (f, e) => panic!("frame {f:?} produced {e:?}"),
         }
     }
