@@ -160,8 +160,6 @@ fn id_key(raw: RawJson<'_>) -> Vec<u8> {
     strip_ws(&encode_vec(|o| encode::write_value(o, Style::CLIENT, &raw)))
 }
 
-/// Replaces the non-JSON numbers QEMU prints for doubles out of range
-/// (`inf`, `-inf`, `nan`) outside strings with `0` and spaces (same length).
 /// How many leading bytes of `out` are whole messages, each with its
 /// `\r\n` (pretty output has `\r\n` inside messages too, so a framer
 /// tells where they end).
@@ -187,6 +185,8 @@ fn whole_messages(out: &[u8]) -> usize {
     keep
 }
 
+/// Replaces the non-JSON numbers QEMU prints for doubles out of range
+/// (`inf`, `-inf`, `nan`) outside strings with `0` and spaces (same length).
 fn sanitize_nonfinite(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     let mut in_str = false;
