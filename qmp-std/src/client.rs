@@ -18,6 +18,11 @@
 //!   [`Client::send`] + [`Client::wait`] pipeline calls (at most eight
 //!   in-band requests are in flight with OOB, as QEMU wants; `send` waits
 //!   for room).
+//! * [`Client::load_schema`] fetches the server's `query-qmp-schema`
+//!   ([`LiveSchema`]: lookups, libvirt path queries); with
+//!   [`Client::check_with`] every call's arguments are checked against it
+//!   before sending, and a call the server would refuse fails at once with
+//!   the server's own text ([`Error::Rejected`]).
 //! * Events go to a bounded queue ([`Client::next_event`],
 //!   [`Client::dropped_events`]) and to every matching [`Subscription`].
 //!   Subscribe *before* sending the command that causes the event, so the
@@ -50,6 +55,7 @@ use crate::addr::Address;
 use crate::buf::Buf;
 use crate::link::Link;
 use crate::machine::{self, Machine};
+use crate::schema::LiveSchema;
 use qmp_core::client::{Client as Core, ClientConfig};
 use qmp_core::json::{JsonKind, RawJson};
 use qmp_core::scan::{validate, FramerConfig};
@@ -60,6 +66,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::addr::Stream;
@@ -177,6 +184,7 @@ impl<'a> Call<'a> {
 pub struct Client<T: Transport = Stream> {
     link: Link<T, Core<Buf, PENDING>>,
     greeting: Greeting,
+    schema: Option<Arc<LiveSchema>>,
 }
 
 impl<T: Transport> fmt::Debug for Client<T> {
@@ -186,6 +194,7 @@ impl<T: Transport> fmt::Debug for Client<T> {
             .field("oob", &self.link.m.session.oob_enabled())
             .field("in_flight", &self.link.m.inbox.in_flight())
             .field("queued_events", &self.link.m.inbox.queued_events())
+            .field("checks", &self.schema.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -245,6 +254,7 @@ impl<T: Transport> Client<T> {
                 return Ok(Client {
                     link,
                     greeting: greeting.unwrap_or_default(),
+                    schema: None,
                 });
             }
             if Instant::now() >= deadline {
@@ -268,9 +278,42 @@ impl<T: Transport> Client<T> {
 
     client_calls!(Client);
 
-    /// Nothing to do before a QMP command.
-    fn prepare(&mut self, _: &Call<'_>) -> Result<(), Error> {
-        Ok(())
+    /// Before a QMP command: the argument check, when a schema is set
+    /// ([`Client::check_with`]).
+    fn prepare(&mut self, call: &Call<'_>) -> Result<(), Error> {
+        match &self.schema {
+            Some(schema) => schema.check_raw(call.name, call.arguments()?),
+            None => Ok(()),
+        }
+    }
+
+    // -- the live schema -----------------------------------------------
+
+    /// Fetches the server's schema (`query-qmp-schema`) and indexes it
+    /// ([`LiveSchema`]). It does not turn checks on: see
+    /// [`Client::check_with`].
+    ///
+    /// # Errors
+    /// As [`Client::execute`]; [`Error::Protocol`] when the reply is not a
+    /// schema.
+    pub fn load_schema(&mut self) -> Result<LiveSchema, Error> {
+        LiveSchema::parse(self.execute_raw("query-qmp-schema", None)?)
+    }
+
+    /// Checks every later call's arguments against `schema` before sending
+    /// ([`Client::execute`], [`Client::execute_raw`], [`Client::call`],
+    /// [`Client::send`] alike): a call the server would refuse for its
+    /// arguments, or an unknown command, fails with [`Error::Rejected`]
+    /// (QEMU's class and text) and nothing is sent. `None` turns checks
+    /// off. Share one schema between clients of the same server with the
+    /// `Arc`.
+    pub fn check_with(&mut self, schema: Option<Arc<LiveSchema>>) {
+        self.schema = schema;
+    }
+
+    /// The schema calls are checked against, if any.
+    pub fn checked_against(&self) -> Option<&Arc<LiveSchema>> {
+        self.schema.as_ref()
     }
 
     /// Sends `call` and waits for its return value.
@@ -292,9 +335,10 @@ impl<T: Transport> Client<T> {
     /// reads replies until there is room (within the call's timeout).
     ///
     /// # Errors
-    /// [`Error::Arguments`], [`Error::Unsupported`], [`Error::Timeout`]
-    /// (no room in time), transport errors.
+    /// [`Error::Arguments`], [`Error::Rejected`], [`Error::Unsupported`],
+    /// [`Error::Timeout`] (no room in time), transport errors.
     pub fn send(&mut self, call: Call<'_>) -> Result<Pending, Error> {
+        self.prepare(&call)?;
         self.link.send(&call)
     }
 

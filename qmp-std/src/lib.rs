@@ -11,6 +11,8 @@
 //!   subscriptions, pipelining).
 //! * [`qga`]: [`qga::Qga`], the blocking guest-agent client (sync, ping,
 //!   execute) over Unix/TCP sockets or any [`transport::Transport`].
+//! * [`schema`]: [`schema::LiveSchema`], a server's `query-qmp-schema`
+//!   owned and indexed, for lookups, path queries and argument checks.
 //! * [`transport`]: what the clients run over.
 //! * [`fd`]: file-descriptor passing (`SCM_RIGHTS`) on Unix sockets.
 //!
@@ -35,6 +37,7 @@ pub mod json;
 mod link;
 mod machine;
 pub mod qga;
+pub mod schema;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 pub mod transport;

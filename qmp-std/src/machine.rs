@@ -318,18 +318,23 @@ pub(crate) fn text(bytes: Vec<u8>) -> String {
 impl Call<'_> {
     /// The arguments, checked to be one JSON object.
     pub(crate) fn arguments(&self) -> Result<Option<RawJson<'_>>, Error> {
-        let Some(bytes) = &self.args else {
-            return Ok(None);
-        };
-        let v = validate(bytes, FramerConfig::new()).map_err(|_| {
-            Error::Arguments(format!(
-                "'{}' is not valid JSON",
-                String::from_utf8_lossy(bytes)
-            ))
-        })?;
-        if v.kind() != JsonKind::Object {
-            return Err(Error::Arguments("arguments must be a JSON object".into()));
+        match &self.args {
+            None => Ok(None),
+            Some(bytes) => json_object(bytes).map(Some),
         }
-        Ok(Some(v))
     }
+}
+
+/// `bytes` validated as one JSON object ([`Error::Arguments`] if not).
+pub(crate) fn json_object(bytes: &[u8]) -> Result<RawJson<'_>, Error> {
+    let v = validate(bytes, FramerConfig::new()).map_err(|_| {
+        Error::Arguments(format!(
+            "'{}' is not valid JSON",
+            String::from_utf8_lossy(bytes)
+        ))
+    })?;
+    if v.kind() != JsonKind::Object {
+        return Err(Error::Arguments("arguments must be a JSON object".into()));
+    }
+    Ok(v)
 }
