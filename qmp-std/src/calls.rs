@@ -5,7 +5,8 @@
 //! on `&self`: the handle is shared).
 //!
 //! They stand on three methods of the type: `prepare(call)` (what the
-//! dialect does before a command: nothing for QMP; for the guest agent,
+//! dialect does before a command: for QMP, the schema check when one is
+//! set; for the guest agent,
 //! refuse `exec-oob` and sync when needed), `run(call)` (send it and wait
 //! for the return value's bytes), and `machine()` / `machine_mut()` (the
 //! connection's [`Machine`](crate::machine::Machine), directly or through

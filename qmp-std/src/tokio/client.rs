@@ -8,12 +8,13 @@ use crate::client::{new_session, Call, Event, Greeting, Notice, PENDING};
 use crate::config::Config;
 use crate::error::Error;
 use crate::machine::{self, Machine};
+use crate::schema::LiveSchema;
 use qmp_core::client::Client as Core;
 use std::fmt;
 use std::future::poll_fn;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct AsyncClient {
 struct Inner {
     conn: Conn<Session>,
     greeting: Greeting,
+    /// The schema calls are checked against ([`AsyncClient::check_with`]).
+    schema: RwLock<Option<Arc<LiveSchema>>>,
 }
 
 impl fmt::Debug for AsyncClient {
@@ -40,6 +43,7 @@ impl fmt::Debug for AsyncClient {
             .field("oob", &st.m.session.oob_enabled())
             .field("in_flight", &st.m.inbox.in_flight())
             .field("closed", &st.m.is_closed())
+            .field("checks", &self.checked_against().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +122,7 @@ impl AsyncClient {
                 inner: Arc::new(Inner {
                     conn,
                     greeting: greeting.unwrap_or_default(),
+                    schema: RwLock::new(None),
                 }),
             }),
             Ok(Err(e)) => Err(e),
@@ -144,9 +149,49 @@ impl AsyncClient {
 
     client_calls!(async AsyncClient);
 
-    /// Nothing to do before a QMP command.
-    async fn prepare(&self, _: &Call<'_>) -> Result<(), Error> {
-        Ok(())
+    /// Before a QMP command: the argument check, when a schema is set
+    /// ([`AsyncClient::check_with`]).
+    async fn prepare(&self, call: &Call<'_>) -> Result<(), Error> {
+        match self.checked_against() {
+            Some(schema) => schema.check_raw(call.name(), call.arguments()?),
+            None => Ok(()),
+        }
+    }
+
+    // -- the live schema -----------------------------------------------
+
+    /// Fetches the server's schema (`query-qmp-schema`) and indexes it
+    /// ([`LiveSchema`]). It does not turn checks on: see
+    /// [`AsyncClient::check_with`].
+    ///
+    /// # Errors
+    /// As [`AsyncClient::execute`]; [`Error::Protocol`] when the reply is
+    /// not a schema.
+    pub async fn load_schema(&self) -> Result<LiveSchema, Error> {
+        LiveSchema::parse(self.execute_raw("query-qmp-schema", None).await?)
+    }
+
+    /// Checks every later call's arguments against `schema` before sending,
+    /// on this handle and every clone of it (the connection's setting), as
+    /// [`Client::check_with`](crate::client::Client::check_with) does: a
+    /// call the server would refuse for its arguments, or an unknown
+    /// command, fails with [`Error::Rejected`] (QEMU's class and text) and
+    /// nothing is sent. `None` turns checks off.
+    pub fn check_with(&self, schema: Option<Arc<LiveSchema>>) {
+        *self
+            .inner
+            .schema
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = schema;
+    }
+
+    /// The schema calls are checked against, if any.
+    pub fn checked_against(&self) -> Option<Arc<LiveSchema>> {
+        self.inner
+            .schema
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sends `call` (waiting for room: at most eight in-band requests are
