@@ -168,7 +168,7 @@ impl fmt::Display for Error {
                 let after = secs(*after);
                 match step {
                     Handshake::Greeting => {
-                        write!(f, "no QMP greeting within {after} (is this a QMP monitor?)")
+                        write!(f, "no QMP greeting within {after} (not a QMP monitor, or one busy with another client)")
                     }
                     Handshake::Capabilities => {
                         write!(f, "no reply to qmp_capabilities within {after}")

@@ -24,7 +24,9 @@
 mod calls;
 
 pub mod addr;
+#[macro_use]
 pub mod agent;
+mod buf;
 pub mod client;
 mod config;
 pub mod demo;
@@ -33,8 +35,11 @@ pub mod fd;
 mod inbox;
 pub mod json;
 mod link;
+mod machine;
 pub mod qga;
 pub mod schema;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod transport;
 
 pub use addr::Address;

@@ -36,7 +36,7 @@
 //! ```
 
 use crate::error::{Error, QmpError};
-use crate::link::json_object;
+use crate::machine::json_object;
 use qmp_core::json::RawJson;
 use qmp_core::scan::{validate, FramerConfig};
 use std::fmt;

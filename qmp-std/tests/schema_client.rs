@@ -1,11 +1,12 @@
-//! The blocking client's argument checks against the live schema
-//! ([`Client::load_schema`], [`Client::check_with`]): a fake server proves
-//! a rejected call sends nothing; qemu-storage-daemon 10 proves the
+//! The clients' argument checks against the live schema
+//! ([`Client::load_schema`], [`Client::check_with`], and the same on
+//! [`AsyncClient`]): a fake server proves a rejected call sends nothing; qemu-storage-daemon 10 proves the
 //! predicted answer is the daemon's own (`SKIP:` without it, unless
 //! `QMP_REQUIRE_PEERS=1`).
 
 use qmp_std::client::{Call, Client, Config, Error, QmpError};
 use qmp_std::schema::{LiveSchema, Lookup};
+use qmp_std::tokio::AsyncClient;
 use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{installed, skip, TempDir};
+use common::{installed, rt, skip, TempDir};
 
 /// The real qemu-storage-daemon 10.0 reply to `query-qmp-schema`.
 const SCHEMA_REPLY: &[u8] = include_bytes!("../../qmp-core/tests/data/qsd-10.0-schema.s2c");
@@ -204,6 +205,74 @@ fn rejected_calls_send_nothing_typed_raw_and_pipelined() {
         "{seen:#?}"
     );
     assert!(seen[2].contains(r#""node-name":"n0""#), "{}", seen[2]);
+}
+
+#[test]
+fn async_client_checks_on_every_clone_and_sends_nothing_rejected() {
+    let dir = TempDir::new("schema-client-async");
+    let sock = dir.path("fake.sock");
+    let server = fake_server(UnixListener::bind(&sock).unwrap());
+    rt().block_on(async {
+        let qmp = AsyncClient::connect_unix(&sock, config()).await.unwrap();
+        let other = qmp.clone();
+        assert!(qmp.checked_against().is_none());
+        let schema = Arc::new(qmp.load_schema().await.unwrap());
+        assert_eq!(schema.len(), 513);
+        // The setting is the connection's: set on one handle, it holds
+        // for every clone.
+        qmp.check_with(Some(schema.clone()));
+        assert!(Arc::ptr_eq(&other.checked_against().unwrap(), &schema));
+        let missing = other
+            .execute_raw("blockdev-add", Some(r#"{"node-name": "n0"}"#))
+            .await;
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            rejected(
+                "blockdev-add",
+                "GenericError",
+                "Parameter 'driver' is missing"
+            )
+        );
+        let typed = qmp
+            .execute::<serde_json::Value, _>(
+                "blockdev-del",
+                &serde_json::json!({"node-name": true}),
+            )
+            .await;
+        assert_eq!(
+            typed.unwrap_err().to_string(),
+            rejected(
+                "blockdev-del",
+                "GenericError",
+                "Invalid parameter type for 'node-name', expected: string"
+            )
+        );
+        let unknown = qmp.call(Call::new("no-such-command")).await;
+        assert_eq!(
+            unknown.unwrap_err().to_string(),
+            rejected(
+                "no-such-command",
+                "CommandNotFound",
+                "The command no-such-command has not been found"
+            )
+        );
+        other
+            .execute_raw("blockdev-del", Some(r#"{"node-name": "n0"}"#))
+            .await
+            .unwrap();
+        other.check_with(None);
+        qmp.execute_raw("no-such-command", None).await.unwrap();
+    });
+    let seen = server.join().unwrap();
+    let names: Vec<&str> = seen
+        .iter()
+        .map(|l| l.split('"').nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["query-qmp-schema", "blockdev-del", "no-such-command"],
+        "{seen:#?}"
+    );
 }
 
 #[test]
