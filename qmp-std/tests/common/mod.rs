@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod monitor;
+pub mod pty;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
