@@ -160,6 +160,31 @@ fn id_key(raw: RawJson<'_>) -> Vec<u8> {
     strip_ws(&encode_vec(|o| encode::write_value(o, Style::CLIENT, &raw)))
 }
 
+/// How many leading bytes of `out` are whole messages, each with its
+/// `\r\n` (pretty output has `\r\n` inside messages too, so a framer
+/// tells where they end).
+fn whole_messages(out: &[u8]) -> usize {
+    let text = sanitize_nonfinite(out);
+    let cfg = FramerConfig::new()
+        .with_dialect(Dialect::Strict)
+        .with_max_depth(1024);
+    let mut framer = Framer::with_config(vec![0u8; text.len().max(1)], cfg);
+    let (mut off, mut keep) = (0, 0);
+    while off < text.len() {
+        let fed = framer.feed(&text[off..]);
+        off += fed.consumed;
+        match fed.frame {
+            Some(Frame::Message(_)) if text[off..].starts_with(b"\r\n") => keep = off + 2,
+            Some(Frame::Message(_)) | None => {}
+            Some(_) => break,
+        }
+        if fed.consumed == 0 {
+            break;
+        }
+    }
+    keep
+}
+
 /// Replaces the non-JSON numbers QEMU prints for doubles out of range
 /// (`inf`, `-inf`, `nan`) outside strings with `0` and spaces (same length).
 fn sanitize_nonfinite(bytes: &[u8]) -> Vec<u8> {
@@ -501,7 +526,12 @@ impl AgentRun<'_, '_> {
 
     fn eof(&mut self) {
         // Output not yet transmitted is for a peer that is gone: the reset
-        // drops it, and the next epoch starts with a greeting.
+        // drops it, and the next epoch starts with a greeting. A message
+        // transmitted in part went to that peer too: its stream ends with
+        // the last whole message (QEMU drops the rest with the connection).
+        let start = self.boundaries.last().copied().unwrap_or(0);
+        let keep = start + whole_messages(&self.out[start..]);
+        self.out.truncate(keep);
         let boundary = self.out.len();
         self.shadow_peek();
         self.agent.handle_eof();
@@ -868,6 +898,9 @@ enum Ev {
     Cancelled(u64),
     Disconnected(u64),
     Oversized(u64),
+    /// A malformed message ended the call it stood for (its own id, or the
+    /// in-band call whose reply it stood in place of).
+    Malformed(u64),
     Event(Vec<u8>),
     Unmatched,
     Orphan,
@@ -943,6 +976,7 @@ impl ClientRun<'_> {
                         Outcome::Cancelled => Ev::Cancelled(id),
                         Outcome::Disconnected => Ev::Disconnected(id),
                         Outcome::Oversized { .. } => Ev::Oversized(id),
+                        Outcome::Malformed(_) => Ev::Malformed(id),
                         _ => panic!("unknown outcome"),
                     }
                 }
@@ -1064,10 +1098,18 @@ impl ClientRun<'_> {
                 );
             }
             (Ok(Shape::Unknown), Ev::Unknown) => {}
+            // An oversized reply ends the call its id names when the id
+            // could be read, else the oldest in-band one (the client's rule
+            // since malformed messages end their calls); `poll` checked it
+            // was pending.
             (Err(true), Ev::Oversized(id)) => {
-                assert_eq!(Some(*id), oldest_in_band, "oversized not for the oldest");
+                assert!(pre.contains_key(id), "oversized for {id}, not pending")
             }
             (Err(_), Ev::Framing(_)) => {}
+            // (`poll` checked that the call was pending and resolves once.)
+            (Err(false), Ev::Malformed(id)) => {
+                assert!(pre.contains_key(id), "malformed for {id}, not pending")
+            }
             (f, e) => panic!("frame {f:?} produced {e:?}"),
         }
     }

@@ -1,7 +1,12 @@
 //! `cargo bench -p qmp-core --bench schema`: the cost of the schema views
 //! per command, on the real qemu-storage-daemon 10.0 schema (117 KB, 513
-//! entries) and the real qemu-system-x86_64 7.2 schema from the recorded
-//! transcript (207 KB, 1,051 entries).
+//! entries), the real qemu-system-x86_64 10.0 schema (`-machine none`,
+//! 236 KB, 1,172 entries) and the real qemu-system-x86_64 7.2 schema from
+//! the recorded transcript (207 KB, 1,051 entries).
+//!
+//! Baseline in the same run: what a heap-using client does with the same
+//! reply — serde_json parses it into a `Value` and maps names to entries
+//! in a `HashMap` (built once), then looks commands up there.
 //!
 //! Cases: building the index (once per connection), one command lookup by
 //! scan and by index, a type resolution by index, `check` of
@@ -13,11 +18,13 @@
 
 use qmp_core::scan::{validate, Frame, Framer, FramerConfig};
 use qmp_core::schema::{Lookup, Schema};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const QSD: &[u8] = include_bytes!("../tests/data/qsd-10.0-schema.s2c");
 const SYSTEM: &[u8] = include_bytes!("../tests/data/qemu-system-7.2.s2c");
+const X86: &[u8] = include_bytes!("../tests/data/qemu-x86-10.0-schema.s2c");
 
 /// The `query-qmp-schema` reply of the qemu-system transcript.
 fn system_reply(buf: &mut Vec<u8>) -> &[u8] {
@@ -89,9 +96,36 @@ fn run(label: &str, reply: &[u8], command: &str, args: &[u8], type_name: &str, q
     bench(&format!("  check {command} by index"), || {
         black_box(index.check(black_box(command), Some(args))).unwrap();
     });
+    let small = validate(br#"{"node-name": "disk0"}"#, Default::default()).unwrap();
+    bench("  check blockdev-del by index (one member)", || {
+        black_box(index.check(black_box("blockdev-del"), Some(small))).unwrap();
+    });
     bench(&format!("  query {query} by index"), || {
         black_box(index.exists(black_box(query)));
     });
+
+    bench("  baseline: serde_json::from_slice::<Value>", || {
+        black_box(serde_json::from_slice::<serde_json::Value>(black_box(reply)).unwrap());
+    });
+    let value: serde_json::Value = serde_json::from_slice(reply).unwrap();
+    let by_name = |v: &serde_json::Value| {
+        v["return"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), e.clone()))
+            .collect::<HashMap<String, serde_json::Value>>()
+    };
+    bench("  baseline: HashMap<String, Value> by name (build)", || {
+        black_box(by_name(black_box(&value)));
+    });
+    let map = by_name(&value);
+    bench(
+        &format!("  baseline: command lookup in the HashMap ({command})"),
+        || {
+            black_box(map.get(black_box(command)).unwrap());
+        },
+    );
 }
 
 fn main() {
@@ -100,6 +134,14 @@ fn main() {
     run(
         "qemu-storage-daemon 10.0",
         QSD,
+        "blockdev-add",
+        args,
+        "str",
+        "blockdev-add/arg-type/+file/aio/^threads",
+    );
+    run(
+        "qemu-system-x86_64 10.0",
+        X86,
         "blockdev-add",
         args,
         "str",

@@ -455,16 +455,25 @@ impl Key {
             ("data", Key::Data),
             ("timestamp", Key::Timestamp),
         ];
-        // An unescaped key is its bytes: no decoding per candidate.
-        let plain = !k.has_escapes();
-        KEYS.iter()
-            .find(|(s, _)| {
-                if plain {
-                    k.raw() == s.as_bytes()
-                } else {
-                    k.eq_str(s)
-                }
-            })
-            .map_or(Key::Other, |(_, key)| *key)
+        // Bytes first (a match on the length, then the bytes): a key equal
+        // to a name as it stands has no escape. Only a key with a backslash
+        // may still decode to one.
+        match k.raw() {
+            b"execute" => Key::Execute,
+            b"exec-oob" => Key::ExecOob,
+            b"arguments" => Key::Arguments,
+            b"id" => Key::Id,
+            b"QMP" => Key::Qmp,
+            b"event" => Key::Event,
+            b"return" => Key::Return,
+            b"error" => Key::Error,
+            b"data" => Key::Data,
+            b"timestamp" => Key::Timestamp,
+            raw if raw.contains(&b'\\') => KEYS
+                .iter()
+                .find(|(s, _)| k.eq_str(s))
+                .map_or(Key::Other, |(_, key)| *key),
+            _ => Key::Other,
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The README's examples are real code: each block that begins with
-//! `// qmp-core/examples/NAME.rs` is that file up to its line
-//! `// (end of the README block)`; `cargo test` builds the file, whose
-//! `main` runs the example against a canned peer.
+//! `// qmp-core/examples/NAME.rs` (or `// qmp-std/examples/NAME.rs`) is
+//! that file up to its line `// (end of the README block)`; `cargo test`
+//! builds the file, whose `main` runs the example against a canned peer
+//! (qmp-std's: against a qemu-storage-daemon of its own).
 
 #[test]
 fn readme_examples_are_compiled_examples() {
@@ -12,11 +13,14 @@ fn readme_examples_are_compiled_examples() {
         let Some(path) = block
             .lines()
             .next()
-            .and_then(|l| l.strip_prefix("// qmp-core/"))
+            .and_then(|l| l.strip_prefix("// "))
+            .filter(|p| p.starts_with("qmp-core/") || p.starts_with("qmp-std/"))
         else {
             continue;
         };
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
         let example = std::fs::read_to_string(&file).expect("the example file");
         let end = example
             .find("\n// (end of the README block)\n")
@@ -29,5 +33,5 @@ fn readme_examples_are_compiled_examples() {
         );
         found += 1;
     }
-    assert_eq!(found, 3, "README examples checked");
+    assert_eq!(found, 5, "README examples checked");
 }

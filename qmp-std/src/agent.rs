@@ -94,6 +94,7 @@
 //! ```
 
 use crate::addr::{Address, Stream};
+use crate::buf::Buf;
 use crate::json::Json;
 use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, CompleteError, EmitError,
@@ -107,6 +108,7 @@ use qmp_core::Instant as Clock;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -127,7 +129,7 @@ pub const QUEUE_SLACK: usize = 64 << 10;
 /// Throttle storage per throttled-event slot.
 const THROTTLE_SLOT_SIZE: usize = 16 << 10;
 /// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 64 << 10;
+pub(crate) const READ_CHUNK: usize = 64 << 10;
 /// Default [`ServerConfig::max_sessions`]: 64 sessions at once.
 pub const DEFAULT_MAX_SESSIONS: usize = 64;
 /// Default [`ServerConfig::event_backlog`]: 1 MiB of events per session.
@@ -504,6 +506,12 @@ pub struct EventSender {
 }
 
 impl EventSender {
+    pub(crate) fn of(shared: &Arc<Shared>) -> Self {
+        EventSender {
+            shared: Arc::clone(shared),
+        }
+    }
+
     /// Broadcasts `name` (with `data`) stamped now. Returns how many
     /// connections it was handed to (sessions still negotiating drop it).
     pub fn emit(&self, name: &str, data: Option<Json>) -> usize {
@@ -570,6 +578,12 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
+    pub(crate) fn of(shared: &Arc<Shared>) -> Self {
+        StopHandle {
+            shared: Arc::clone(shared),
+        }
+    }
+
     /// Asks the server to stop (idempotent).
     pub fn stop(&self) {
         self.shared.stop();
@@ -589,27 +603,39 @@ impl std::fmt::Debug for StopHandle {
     }
 }
 
-enum ConnMsg {
+pub(crate) enum ConnMsg {
     /// An event and what it is charged against the backlog.
     Event(Arc<EventOut>, usize),
     Complete(u32, Response),
     Stop,
 }
 
-/// Wakes a session sleeping in poll(2): one byte on a socket pair, written
-/// only when none is waiting already.
-struct Waker {
-    /// The writing end (non-blocking).
-    tx: UnixStream,
-    /// A byte was written that the session has not drained yet.
-    notified: AtomicBool,
+/// Wakes a session: a thread sleeping in poll(2), or a tokio task.
+pub(crate) enum Waker {
+    /// One byte on a socket pair, written only when none is waiting
+    /// already.
+    Pair {
+        /// The writing end (non-blocking).
+        tx: UnixStream,
+        /// A byte was written that the session has not drained yet.
+        notified: AtomicBool,
+    },
+    /// A permit for the task's next wait.
+    #[cfg(feature = "tokio")]
+    Task(tokio::sync::Notify),
 }
 
 impl Waker {
     fn wake(&self) {
-        if !self.notified.swap(true, Ordering::SeqCst) {
-            // Non-blocking: a full pair already holds a wake-up.
-            let _ = (&self.tx).write(&[1]);
+        match self {
+            Waker::Pair { tx, notified } => {
+                if !notified.swap(true, Ordering::SeqCst) {
+                    // Non-blocking: a full pair already holds a wake-up.
+                    let _ = (&*tx).write(&[1]);
+                }
+            }
+            #[cfg(feature = "tokio")]
+            Waker::Task(n) => n.notify_one(),
         }
     }
 }
@@ -693,10 +719,10 @@ impl Backlog {
 
 /// A connection's mailbox: messages for its session, which is woken up.
 #[derive(Clone)]
-struct ConnTx {
+pub(crate) struct ConnTx {
     tx: Sender<ConnMsg>,
-    waker: Arc<Waker>,
-    backlog: Arc<Backlog>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) backlog: Arc<Backlog>,
 }
 
 impl ConnTx {
@@ -725,27 +751,99 @@ impl ConnTx {
     }
 }
 
-enum Wake {
+/// How a stop reaches the accept loop.
+pub(crate) enum Wake {
+    /// A blocking `accept` on this socket: connect to it.
     Unix(PathBuf),
+    /// The same on TCP.
     Tcp(SocketAddr),
+    /// An async accept loop waiting on this as well.
+    #[cfg(feature = "tokio")]
+    Task(Arc<tokio::sync::Notify>),
 }
 
-struct Shared {
+/// What a server's accept loop, its sessions, its event senders and stop
+/// handles share (the blocking runner's and the tokio runner's alike).
+pub(crate) struct Shared {
     conns: Mutex<HashMap<u64, ConnTx>>,
-    stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
     next_id: AtomicU64,
     wake: Wake,
     admitted: AtomicU64,
     refused: AtomicU64,
     closed_behind: AtomicU64,
+    /// Refusing since the last admission (logged once per spell).
+    refusing: AtomicBool,
 }
 
 impl Shared {
+    pub(crate) fn new(wake: Wake) -> Self {
+        Shared {
+            conns: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            wake,
+            admitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            closed_behind: AtomicU64::new(0),
+            refusing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a new connection is admitted as a session (at most
+    /// [`ServerConfig::max_sessions`]); a refused one is counted, logged
+    /// once per spell of refusals, and sent the refusal line.
+    pub(crate) fn admit(&self, cfg: &ServerConfig, stream: impl AsFd) -> bool {
+        let max = cfg.max_sessions.max(1);
+        if self.conns().len() < max {
+            self.refusing.store(false, Ordering::SeqCst);
+            return true;
+        }
+        self.refused.fetch_add(1, Ordering::SeqCst);
+        if !self.refusing.swap(true, Ordering::SeqCst) {
+            eprintln!("qmp agent: {max} sessions open (the limit): refusing new connections");
+        }
+        refuse(stream, cfg.qga, max);
+        false
+    }
+
+    /// Opens a session's mailbox (woken by `waker`); its id.
+    pub(crate) fn open(
+        &self,
+        cfg: &ServerConfig,
+        waker: Waker,
+    ) -> (u64, ConnTx, Receiver<ConnMsg>) {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        let tx = ConnTx {
+            tx,
+            waker: Arc::new(waker),
+            backlog: Arc::new(Backlog::new(cfg.event_backlog)),
+        };
+        self.conns().insert(id, tx.clone());
+        (id, tx, rx)
+    }
+
+    /// Counts a session admitted (its thread or task started).
+    pub(crate) fn admitted(&self) {
+        self.admitted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A session is over.
+    pub(crate) fn close(&self, id: u64) {
+        self.conns().remove(&id);
+    }
+
+    /// Whether sessions are still open.
+    pub(crate) fn has_sessions(&self) -> bool {
+        !self.conns().is_empty()
+    }
+
     fn conns(&self) -> MutexGuard<'_, HashMap<u64, ConnTx>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn stats(&self) -> ServerStats {
+    pub(crate) fn stats(&self) -> ServerStats {
         ServerStats {
             sessions: self.conns().len(),
             admitted: self.admitted.load(Ordering::SeqCst),
@@ -754,7 +852,7 @@ impl Shared {
         }
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -765,6 +863,8 @@ impl Shared {
         match &self.wake {
             Wake::Unix(p) => drop(UnixStream::connect(p)),
             Wake::Tcp(a) => drop(TcpStream::connect_timeout(a, Duration::from_secs(1))),
+            #[cfg(feature = "tokio")]
+            Wake::Task(n) => n.notify_one(),
         }
     }
 }
@@ -772,9 +872,56 @@ impl Shared {
 // ---------------------------------------------------------------------------
 // Sockets
 
-enum Listener {
+/// A bound listener (the blocking runner's, or the tokio runner's before
+/// it hands it to tokio).
+pub(crate) enum Listener {
     Unix(UnixListener, PathBuf),
     Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds `addr` (a stale Unix socket file is replaced).
+    pub(crate) fn bind(addr: &Address) -> io::Result<Listener> {
+        Ok(match addr {
+            Address::Unix(path) => Listener::Unix(bind_unix(path)?, path.clone()),
+            Address::Tcp(hp) => Listener::Tcp(TcpListener::bind(hp.as_str())?),
+        })
+    }
+
+    /// How a stop wakes a blocking `accept` on it: a connection.
+    fn wake(&self) -> io::Result<Wake> {
+        Ok(match self {
+            Listener::Unix(_, path) => Wake::Unix(path.clone()),
+            Listener::Tcp(l) => {
+                let mut a = l.local_addr()?;
+                if a.ip().is_unspecified() {
+                    a.set_ip(match a {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                Wake::Tcp(a)
+            }
+        })
+    }
+
+    /// The address actually bound (the real port for `HOST:0`).
+    pub(crate) fn local_addr(&self) -> Address {
+        match self {
+            Listener::Unix(_, p) => Address::Unix(p.clone()),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => Address::Tcp(a.to_string()),
+                Err(_) => Address::Tcp(String::new()),
+            },
+        }
+    }
+
+    /// Removes the Unix socket file (once the server is done).
+    pub(crate) fn remove_socket_file(&self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
@@ -799,6 +946,32 @@ fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
 // ---------------------------------------------------------------------------
 // The server
 
+/// The accessors the blocking and the tokio servers share (on their
+/// `listener` and `shared`).
+macro_rules! server_accessors {
+    () => {
+        /// The address actually bound (the real port for `HOST:0`).
+        pub fn local_addr(&self) -> Address {
+            self.listener.local_addr()
+        }
+
+        /// The event broadcaster.
+        pub fn events(&self) -> EventSender {
+            EventSender::of(&self.shared)
+        }
+
+        /// The server's counters.
+        pub fn stats(&self) -> ServerStats {
+            self.shared.stats()
+        }
+
+        /// A handle to stop the server.
+        pub fn stop_handle(&self) -> StopHandle {
+            StopHandle::of(&self.shared)
+        }
+    };
+}
+
 /// A bound listener serving one [`Handler`]. See the [module docs](self).
 pub struct Server {
     listener: Listener,
@@ -817,68 +990,17 @@ impl Server {
         cfg: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> io::Result<Server> {
-        let (listener, wake) = match addr {
-            Address::Unix(path) => {
-                let l = bind_unix(path)?;
-                (Listener::Unix(l, path.clone()), Wake::Unix(path.clone()))
-            }
-            Address::Tcp(hp) => {
-                let l = TcpListener::bind(hp.as_str())?;
-                let mut a = l.local_addr()?;
-                if a.ip().is_unspecified() {
-                    a.set_ip(match a {
-                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                    });
-                }
-                (Listener::Tcp(l), Wake::Tcp(a))
-            }
-        };
+        let listener = Listener::bind(addr)?;
+        let wake = listener.wake()?;
         Ok(Server {
             listener,
             cfg: Arc::new(cfg),
             handler,
-            shared: Arc::new(Shared {
-                conns: Mutex::new(HashMap::new()),
-                stopping: AtomicBool::new(false),
-                next_id: AtomicU64::new(1),
-                wake,
-                admitted: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                closed_behind: AtomicU64::new(0),
-            }),
+            shared: Arc::new(Shared::new(wake)),
         })
     }
 
-    /// The address actually bound (the real port for `HOST:0`).
-    pub fn local_addr(&self) -> Address {
-        match &self.listener {
-            Listener::Unix(_, p) => Address::Unix(p.clone()),
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(a) => Address::Tcp(a.to_string()),
-                Err(_) => Address::Tcp(String::new()),
-            },
-        }
-    }
-
-    /// The event broadcaster.
-    pub fn events(&self) -> EventSender {
-        EventSender {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-
-    /// The server's counters.
-    pub fn stats(&self) -> ServerStats {
-        self.shared.stats()
-    }
-
-    /// A handle to stop the server.
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle {
-            shared: Arc::clone(&self.shared),
-        }
-    }
+    server_accessors!();
 
     /// Accepts and serves connections until stopped. After a stop it waits
     /// up to two seconds for open sessions to flush and close, and removes
@@ -890,12 +1012,10 @@ impl Server {
         let result = self.accept_loop();
         self.shared.stop();
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.shared.conns().is_empty() && Instant::now() < deadline {
+        while self.shared.has_sessions() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
-        if let Listener::Unix(_, path) = &self.listener {
-            let _ = std::fs::remove_file(path);
-        }
+        self.listener.remove_socket_file();
         result
     }
 
@@ -905,8 +1025,6 @@ impl Server {
     }
 
     fn accept_loop(&self) -> io::Result<()> {
-        // Refusing since the last admission (logged once per spell).
-        let mut refusing = false;
         loop {
             let accepted = match &self.listener {
                 Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -920,38 +1038,21 @@ impl Server {
             }
             let stream = match accepted {
                 Ok(s) => s,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::WouldBlock => continue,
-                    // Out of descriptors and the like: wait and retry.
-                    _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
-                        thread::sleep(Duration::from_millis(100));
+                Err(e) => match accept_failed(e)? {
+                    Some(pause) => {
+                        thread::sleep(pause);
                         continue;
                     }
-                    _ => return Err(e),
+                    None => continue,
                 },
             };
-            let max = self.cfg.max_sessions.max(1);
-            if self.shared.conns().len() >= max {
-                self.shared.refused.fetch_add(1, Ordering::SeqCst);
-                if !refusing {
-                    eprintln!(
-                        "qmp agent: {max} sessions open (the limit): refusing new connections"
-                    );
-                    refusing = true;
-                }
-                refuse(&stream, self.cfg.qga, max);
-                continue;
+            if self.shared.admit(&self.cfg, &stream) {
+                self.start_connection(stream);
             }
-            refusing = false;
-            self.start_connection(stream);
         }
     }
 
     fn start_connection(&self, stream: Stream) {
-        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         // Out of descriptors: the connection is dropped (closed).
         let Ok((wake_tx, wake_rx)) = UnixStream::pair() else {
             return;
@@ -959,16 +1060,11 @@ impl Server {
         if wake_tx.set_nonblocking(true).is_err() || wake_rx.set_nonblocking(true).is_err() {
             return;
         }
-        let (tx, rx) = mpsc::channel();
-        let tx = ConnTx {
-            tx,
-            waker: Arc::new(Waker {
-                tx: wake_tx,
-                notified: AtomicBool::new(false),
-            }),
-            backlog: Arc::new(Backlog::new(self.cfg.event_backlog)),
+        let waker = Waker::Pair {
+            tx: wake_tx,
+            notified: AtomicBool::new(false),
         };
-        self.shared.conns().insert(id, tx.clone());
+        let (id, tx, rx) = self.shared.open(&self.cfg, waker);
         let cfg = Arc::clone(&self.cfg);
         let handler = Arc::clone(&self.handler);
         let shared = Arc::clone(&self.shared);
@@ -979,29 +1075,51 @@ impl Server {
                     shared: Arc::clone(&shared),
                 };
                 let mut conn = Conn {
-                    id,
-                    cfg: &cfg,
+                    mb: Mailbox {
+                        id,
+                        cfg: &cfg,
+                        events: &events,
+                        tx,
+                        rx,
+                    },
                     handler: &*handler,
-                    events: &events,
-                    tx,
-                    rx,
                     wake_rx,
                 };
                 if let Err(e) = conn.serve(stream) {
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                    ) {
-                        eprintln!("qmp agent: connection {id}: {e}");
-                    }
+                    report(id, &e);
                 }
-                shared.conns().remove(&id);
+                shared.close(id);
             });
         if spawned.is_err() {
-            self.shared.conns().remove(&id);
+            self.shared.close(id);
         } else {
-            self.shared.admitted.fetch_add(1, Ordering::SeqCst);
+            self.shared.admitted();
         }
+    }
+}
+
+/// Logs a session's I/O error (not the peer going away).
+pub(crate) fn report(id: u64, e: &io::Error) {
+    if !matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    ) {
+        eprintln!("qmp agent: connection {id}: {e}");
+    }
+}
+
+/// What a failed `accept` means for the accept loop: try again (after a
+/// pause: out of descriptors and the like), or stop with the error.
+pub(crate) fn accept_failed(e: io::Error) -> io::Result<Option<Duration>> {
+    match e.kind() {
+        io::ErrorKind::Interrupted
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::WouldBlock => Ok(None),
+        _ if e.raw_os_error().is_some_and(|c| c == 23 || c == 24) => {
+            Ok(Some(Duration::from_millis(100)))
+        }
+        _ => Err(e),
     }
 }
 
@@ -1017,19 +1135,19 @@ pub(crate) fn refusal_line(qga: bool, max_sessions: usize) -> String {
 /// socket's empty send buffer), what the peer already sent is read and
 /// dropped (so that closing does not reset the connection and lose the
 /// line), then the socket is closed.
-fn refuse(stream: &Stream, qga: bool, max_sessions: usize) {
+fn refuse(stream: impl AsFd, qga: bool, max_sessions: usize) {
     use rustix::net::{recv, send, RecvFlags, SendFlags};
     let line = refusal_line(qga, max_sessions);
     let _ = send(
-        stream,
+        &stream,
         line.as_bytes(),
         SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
     );
-    stream.shutdown_write();
+    let _ = rustix::net::shutdown(&stream, rustix::net::Shutdown::Write);
     let mut buf = [0u8; 4096];
     // Bounded: a peer that keeps sending does not hold the accept loop.
     for _ in 0..16 {
-        match recv(stream, &mut buf, RecvFlags::DONTWAIT) {
+        match recv(&stream, &mut buf, RecvFlags::DONTWAIT) {
             Ok((n, _)) if n > 0 => {}
             _ => break,
         }
@@ -1058,56 +1176,184 @@ pub fn resolve(host_port: &str) -> io::Result<SocketAddr> {
 // ---------------------------------------------------------------------------
 // One connection
 
+/// A blocking session: its mailbox, the handler, and the thread's wake-up
+/// socket.
 struct Conn<'s> {
-    id: u64,
-    cfg: &'s ServerConfig,
+    mb: Mailbox<'s>,
     handler: &'s dyn Handler,
-    events: &'s EventSender,
-    tx: ConnTx,
-    rx: Receiver<ConnMsg>,
     /// The reading end of the wake-up pair (non-blocking).
     wake_rx: UnixStream,
 }
 
+/// A session's side of its mailbox, and what the handler is given
+/// ([`Ctx`]): no I/O, shared by the blocking and the tokio runner.
+pub(crate) struct Mailbox<'s> {
+    pub(crate) id: u64,
+    pub(crate) cfg: &'s ServerConfig,
+    pub(crate) events: &'s EventSender,
+    pub(crate) tx: ConnTx,
+    pub(crate) rx: Receiver<ConnMsg>,
+}
+
+/// What a handler made of a request: an [`Outcome`] now, or (the tokio
+/// runner's async handlers) `L`, a future of the response.
+pub(crate) enum Handled<L> {
+    Now(Outcome),
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Later(L),
+}
+
+/// The agent's command table and throttles, borrowed from the
+/// [`ServerConfig`] for a session's [`AgentConfig`].
+pub(crate) struct Specs<'c> {
+    cfg: &'c ServerConfig,
+    specs: Vec<CommandSpec<'c>>,
+    throttles: Vec<Throttle<'c>>,
+}
+
+impl<'c> Specs<'c> {
+    pub(crate) fn new(cfg: &'c ServerConfig) -> Self {
+        let specs = cfg
+            .commands
+            .iter()
+            .map(|c| {
+                let spec = CommandSpec::new(&c.name);
+                let spec = if c.allow_oob { spec.oob() } else { spec };
+                if c.success_response {
+                    spec
+                } else {
+                    spec.no_success_response()
+                }
+            })
+            .collect();
+        let throttles = cfg
+            .throttle
+            .iter()
+            .map(|(event, window_ms)| Throttle::new(event, *window_ms))
+            .collect();
+        Specs {
+            cfg,
+            specs,
+            throttles,
+        }
+    }
+
+    /// The agent's configuration.
+    pub(crate) fn agent_config(&self) -> AgentConfig<'_> {
+        let cfg = self.cfg;
+        if cfg.qga {
+            AgentConfig::qga(&self.specs)
+        } else {
+            let a =
+                AgentConfig::new(cfg.version, &cfg.package, &self.specs).with_oob(cfg.offer_oob);
+            if cfg.pretty {
+                a.with_style(Style::QMP_PRETTY)
+            } else {
+                a
+            }
+        }
+        .with_throttle(&self.throttles)
+    }
+}
+
+/// A session's buffers, lazily backed (an idle session holds a few pages
+/// of them: see [`crate::buf`]).
+pub(crate) struct SessionBufs {
+    framer: Buf,
+    queue: Buf,
+    out: Buf,
+    throttle: Buf,
+    rx: Buf,
+    tx: Buf,
+}
+
+impl SessionBufs {
+    pub(crate) fn new(cfg: &ServerConfig) -> Self {
+        SessionBufs {
+            framer: Buf::zeroed(cfg.framer_size.max(1)),
+            queue: Buf::zeroed(cfg.queue_len()),
+            out: Buf::zeroed(cfg.out_size),
+            throttle: Buf::zeroed(if cfg.throttle.is_empty() {
+                0
+            } else {
+                4 * THROTTLE_SLOT_SIZE
+            }),
+            rx: Buf::zeroed(READ_CHUNK),
+            tx: Buf::zeroed(FLUSH_AT),
+        }
+    }
+
+    /// The session's agent (greeting queued) and pump, over these buffers.
+    ///
+    /// # Errors
+    /// The configuration does not make an agent (`InvalidInput`).
+    pub(crate) fn session<'a>(
+        &'a mut self,
+        specs: &'a Specs<'_>,
+    ) -> io::Result<(Agent<'a, 'a>, Pump<'a>)> {
+        let bufs = AgentBuffers::new(self.framer.as_mut(), self.queue.as_mut(), self.out.as_mut())
+            .with_throttle(self.throttle.as_mut());
+        let agent = Agent::new(specs.agent_config(), bufs)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok((agent, Pump::new(self.rx.as_mut(), self.tx.as_mut())))
+    }
+}
+
 /// Output the session owes its peer that found the agent's output buffer
 /// full: sent, in order, once there is room.
-enum Owed {
+pub(crate) enum Owed {
     Reply(ReplyToken, Response),
     /// An event and what it is charged against the backlog.
     Event(Arc<EventOut>, usize),
 }
 
 /// The session besides the agent and the pump — none of it does I/O.
-struct Books {
+pub(crate) struct Books {
     /// Replies and events waiting for output room, in order.
-    owed: VecDeque<Owed>,
+    pub(crate) owed: VecDeque<Owed>,
     /// Deferred requests not answered yet, by token id.
-    outstanding: HashMap<u32, ReplyToken>,
+    pub(crate) outstanding: HashMap<u32, ReplyToken>,
     /// The server stops this session (flush, then close).
-    stop: bool,
+    pub(crate) stop: bool,
     /// Stop the server once output is flushed.
-    stop_server: bool,
+    pub(crate) stop_server: bool,
     /// Time zero of the agent's millisecond clock.
     epoch: Instant,
     /// The events charged to this session and not yet handed to its
     /// agent (in the mailbox and in [`Books::owed`]).
-    backlog: Arc<Backlog>,
+    pub(crate) backlog: Arc<Backlog>,
 }
 
 /// Output is written once no more input can be taken at once (one write
 /// for many pipelined requests), or when this much is staged: the pump's
 /// transmit buffer.
-const FLUSH_AT: usize = 64 * 1024;
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
 
 impl Books {
+    pub(crate) fn new(backlog: &Arc<Backlog>) -> Self {
+        Books {
+            owed: VecDeque::new(),
+            outstanding: HashMap::new(),
+            stop: false,
+            stop_server: false,
+            epoch: Instant::now(),
+            backlog: Arc::clone(backlog),
+        }
+    }
+
     /// Milliseconds since [`Books::epoch`] (the agent's clock).
-    fn now(&self) -> Clock {
+    pub(crate) fn now(&self) -> Clock {
         Clock::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Answers a request, or owes the answer while output is full (or
     /// something owed earlier waits: order is kept).
-    fn answer(&mut self, agent: &mut Agent<'_, '_>, token: ReplyToken, response: Response) {
+    pub(crate) fn answer(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+        token: ReplyToken,
+        response: Response,
+    ) {
         if !self.owed.is_empty() {
             self.owed.push_back(Owed::Reply(token, response));
             return;
@@ -1119,7 +1365,7 @@ impl Books {
 
     /// Emits an event, or owes it while output is full (it stays charged
     /// to the backlog until it is emitted).
-    fn emit(&mut self, agent: &mut Agent<'_, '_>, event: Arc<EventOut>, cost: usize) {
+    pub(crate) fn emit(&mut self, agent: &mut Agent<'_, '_>, event: Arc<EventOut>, cost: usize) {
         let now = self.now();
         if !self.owed.is_empty() || !emit(agent, &event, now) {
             self.owed.push_back(Owed::Event(event, cost));
@@ -1130,13 +1376,13 @@ impl Books {
 
     /// Whether the session fell further behind than its backlog allows:
     /// it is closed without flushing (its peer does not read).
-    fn behind(&self) -> bool {
+    pub(crate) fn behind(&self) -> bool {
         self.backlog.is_over()
     }
 
     /// Sends what is owed as far as output room allows; whether all of it
     /// went.
-    fn retry(&mut self, agent: &mut Agent<'_, '_>) -> bool {
+    pub(crate) fn retry(&mut self, agent: &mut Agent<'_, '_>) -> bool {
         if self.owed.is_empty() {
             return true;
         }
@@ -1166,7 +1412,7 @@ impl Books {
     /// Output is full with nothing left to send (cannot happen: the pump
     /// stages whatever the agent holds): answer with a short error rather
     /// than spin, and drop owed events.
-    fn give_up(&mut self, agent: &mut Agent<'_, '_>) {
+    pub(crate) fn give_up(&mut self, agent: &mut Agent<'_, '_>) {
         for owed in self.owed.drain(..) {
             match owed {
                 Owed::Reply(token, _) => {
@@ -1185,7 +1431,7 @@ impl Books {
 /// Answers a request; gives the token back when the output is full. (A
 /// reply that can never be sent is answered by the core with an error in
 /// its place.)
-fn complete(
+pub(crate) fn complete(
     agent: &mut Agent<'_, '_>,
     token: ReplyToken,
     response: &Response,
@@ -1203,7 +1449,7 @@ fn complete(
 
 /// Emits an event; `false` when the output is full. (Throttled, dropped
 /// before negotiation, or one that can never be sent: done.)
-fn emit(agent: &mut Agent<'_, '_>, ev: &EventOut, now: Clock) -> bool {
+pub(crate) fn emit(agent: &mut Agent<'_, '_>, ev: &EventOut, now: Clock) -> bool {
     let data = ev
         .data
         .as_ref()
@@ -1218,17 +1464,21 @@ fn emit(agent: &mut Agent<'_, '_>, ev: &EventOut, now: Clock) -> bool {
     !matches!(agent.emit(now, &e), Err(EmitError::OutputFull { .. }))
 }
 
-/// Reads what the socket holds into the pump, without blocking. Returns
-/// whether anything happened (input or end of stream).
-fn read(stream: &Stream, pump: &mut Pump<'_>) -> bool {
+/// Reads what the socket holds into the pump with `recv` (which does not
+/// block: `WouldBlock` when nothing is there). Returns whether anything
+/// happened (input or end of stream).
+pub(crate) fn read_with(
+    pump: &mut Pump<'_>,
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> bool {
     loop {
-        match rustix::net::recv(stream, pump.read_buf(), rustix::net::RecvFlags::DONTWAIT) {
-            Ok((n, _)) => {
+        match recv(pump.read_buf()) {
+            Ok(n) => {
                 pump.received(n);
                 return true;
             }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             // A reset connection and the like: the peer is gone.
             Err(_) => {
                 pump.received(0);
@@ -1238,113 +1488,124 @@ fn read(stream: &Stream, pump: &mut Pump<'_>) -> bool {
     }
 }
 
-/// Writes what the pump staged, as far as the socket takes it without
-/// blocking. Returns whether anything was written (`false`: the socket is
-/// full; wait until it is writable).
-fn write(stream: &Stream, pump: &mut Pump<'_>) -> io::Result<bool> {
-    use rustix::net::{send, SendFlags};
+/// Writes what the pump staged with `send`, as far as the socket takes it
+/// (`send` does not block: `WouldBlock` when the socket is full). Returns
+/// whether anything was written (`false`: full; wait until it is
+/// writable).
+pub(crate) fn write_with(
+    pump: &mut Pump<'_>,
+    mut send: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> io::Result<bool> {
     let mut wrote = false;
     while !pump.transmit().is_empty() {
-        match send(
-            stream,
-            pump.transmit(),
-            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-        ) {
+        match send(pump.transmit()) {
             Ok(n) => {
                 pump.sent(n);
                 wrote = true;
             }
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => break,
-            Err(e) => return Err(e.into()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(wrote)
 }
 
+/// `recv(2)` without blocking.
+fn recv_now(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT)?.0)
+}
+
+/// `send(2)` without blocking (nor `SIGPIPE`).
+fn send_now(stream: &Stream, bytes: &[u8]) -> io::Result<usize> {
+    use rustix::net::SendFlags;
+    Ok(rustix::net::send(
+        stream,
+        bytes,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    )?)
+}
+
+/// What a session runs on between the pump's turns: its handler and its
+/// socket, without blocking — a thread's ([`Thread`]) or a tokio task's.
+pub(crate) trait SessionIo {
+    /// What a handler hands back for a response to come later (never, for
+    /// a thread's handler).
+    type Later;
+    /// Runs the handler on a request.
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>) -> Handled<Self::Later>;
+    /// Starts a response to come later for request number `request`.
+    fn later(&mut self, request: u32, later: Self::Later);
+    /// A response that came (request number, response), if any.
+    fn done(&mut self) -> Option<(u32, Response)>;
+    /// Sends without blocking (`WouldBlock` when the socket is full).
+    ///
+    /// # Errors
+    /// The socket's.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<usize>;
+    /// Receives without blocking (`WouldBlock` when nothing is there).
+    ///
+    /// # Errors
+    /// The socket's.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// What a session waits for after a [`Mailbox::turn`].
+pub(crate) enum Next {
+    /// The peer is gone and answered, or the session fell behind.
+    Done,
+    /// Stopped: write what is left, then close.
+    Flush,
+    /// Input (when `read`), room to write (when `write`), a message, or
+    /// `timeout_ms`.
+    Wait {
+        read: bool,
+        write: bool,
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// A session thread: a blocking [`Handler`] on a socket.
+struct Thread<'a> {
+    handler: &'a dyn Handler,
+    stream: &'a Stream,
+}
+
+impl SessionIo for Thread<'_> {
+    type Later = std::convert::Infallible;
+    fn dispatch(&mut self, ctx: &mut Ctx<'_>, req: &Request<'_>) -> Handled<Self::Later> {
+        Handled::Now(handle(self.handler, ctx, req))
+    }
+    fn later(&mut self, _: u32, never: Self::Later) {
+        match never {}
+    }
+    fn done(&mut self) -> Option<(u32, Response)> {
+        None
+    }
+    fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        send_now(self.stream, bytes)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self.stream, buf)
+    }
+}
+
 impl Conn<'_> {
     fn serve(&mut self, stream: Stream) -> io::Result<()> {
-        let cfg = self.cfg;
-        let specs: Vec<CommandSpec<'_>> = cfg
-            .commands
-            .iter()
-            .map(|c| {
-                let spec = CommandSpec::new(&c.name);
-                let spec = if c.allow_oob { spec.oob() } else { spec };
-                if c.success_response {
-                    spec
-                } else {
-                    spec.no_success_response()
-                }
-            })
-            .collect();
-        let throttles: Vec<Throttle<'_>> = cfg
-            .throttle
-            .iter()
-            .map(|(event, window_ms)| Throttle::new(event, *window_ms))
-            .collect();
-        let acfg = if cfg.qga {
-            AgentConfig::qga(&specs)
-        } else {
-            let a = AgentConfig::new(cfg.version, &cfg.package, &specs).with_oob(cfg.offer_oob);
-            if cfg.pretty {
-                a.with_style(Style::QMP_PRETTY)
-            } else {
-                a
-            }
-        }
-        .with_throttle(&throttles);
-        let mut fb = vec![0u8; cfg.framer_size.max(1)];
-        let mut qb = vec![0u8; cfg.queue_len()];
-        let mut ob = vec![0u8; cfg.out_size];
-        let mut tb = vec![
-            0u8;
-            if throttles.is_empty() {
-                0
-            } else {
-                4 * THROTTLE_SLOT_SIZE
-            }
-        ];
-        let bufs = AgentBuffers::new(&mut fb, &mut qb, &mut ob).with_throttle(&mut tb);
-        let mut agent =
-            Agent::new(acfg, bufs).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let (mut rx, mut tx) = (vec![0u8; READ_CHUNK], vec![0u8; FLUSH_AT]);
-        let mut pump = Pump::new(&mut rx, &mut tx);
-        let mut books = Books {
-            owed: VecDeque::new(),
-            outstanding: HashMap::new(),
-            stop: false,
-            stop_server: false,
-            epoch: Instant::now(),
-            backlog: Arc::clone(&self.tx.backlog),
-        };
+        let cfg = self.mb.cfg;
+        let specs = Specs::new(cfg);
+        let mut bufs = SessionBufs::new(cfg);
+        let (mut agent, mut pump) = bufs.session(&specs)?;
+        let mut books = Books::new(&self.mb.tx.backlog);
         let result = self.session(&mut agent, &mut pump, &stream, &mut books);
         stream.shutdown();
-        if books.behind() {
-            self.events
-                .shared
-                .closed_behind
-                .fetch_add(1, Ordering::SeqCst);
-            let limit = books.backlog.over();
-            let why = if limit > cfg.event_backlog {
-                "its thread did not take them"
-            } else {
-                "its peer does not read"
-            };
-            eprintln!(
-                "qmp agent: connection {}: closed: more than {limit} bytes of events waited for it ({why})",
-                self.id
-            );
-        }
-        if books.stop_server {
-            self.events.shared.stop();
-        }
+        self.mb.finish(&books);
         result
     }
 
-    /// The session: the pump's turns, with the handler, the mailbox and
-    /// the socket. Returns when the peer is gone and answered, or the
-    /// session is stopped.
+    /// The session: the pump's turns ([`Mailbox::turn`]), sleeping in
+    /// poll(2) between them. Returns when the peer is gone and answered,
+    /// or the session is stopped.
     fn session(
         &mut self,
         agent: &mut Agent<'_, '_>,
@@ -1352,81 +1613,19 @@ impl Conn<'_> {
         stream: &Stream,
         books: &mut Books,
     ) -> io::Result<()> {
+        let mut io = Thread {
+            handler: self.handler,
+            stream,
+        };
         loop {
-            let wants = pump.step(agent, books.now());
-            if wants.closed || books.behind() {
-                return Ok(());
-            }
-            let clear = books.retry(agent);
-            if books.stop || books.stop_server {
-                return flush(agent, pump, stream, books);
-            }
-            if clear && wants.app {
-                self.requests(agent, books);
-                // Take more input before writing, unless much is staged.
-                if pump.transmit().len() < FLUSH_AT && !books.stop_server {
-                    continue;
-                }
-            }
-            // The socket is full: wait until it is writable (taking the
-            // mailbox and input meanwhile, as far as the agent takes it).
-            let mut blocked = false;
-            if !pump.transmit().is_empty() {
-                let wrote = write(stream, pump)?;
-                books.backlog.set_blocked(!pump.transmit().is_empty());
-                if wrote {
-                    continue;
-                }
-                blocked = true;
-            }
-            if !clear && !blocked {
-                books.give_up(agent);
-                continue;
-            }
-            // Messages already waiting, or input already in the socket:
-            // take them without sleeping. Messages first: an event
-            // broadcast before the input arrived goes out before what the
-            // input causes (QEMU emits to every monitor as it happens: a
-            // STOP sent while this session was still negotiating is not
-            // delivered once its `qmp_capabilities` has been read).
-            if self.mailbox(agent, books) {
-                continue;
-            }
-            if wants.read && read(stream, pump) {
-                continue;
-            }
-            let timeout = wants
-                .timeout
-                .map(|due| due.saturating_millis_since(books.now()));
-            self.sleep(wants.read, blocked, stream, timeout)?;
-        }
-    }
-
-    /// Hands the requests waiting in the agent to the handler, while
-    /// nothing is owed.
-    fn requests(&mut self, agent: &mut Agent<'_, '_>, books: &mut Books) {
-        while books.owed.is_empty() && !books.stop_server {
-            let Some((token, outcome, deferred, stop)) = self.next_request(agent) else {
-                return;
-            };
-            books.stop_server |= stop;
-            let reply = match outcome {
-                Outcome::Reply(r) => Some(r),
-                Outcome::Deferred if deferred => {
-                    // Before the mailbox: the completion may already wait
-                    // there.
-                    books.outstanding.insert(token.id(), token);
-                    self.mailbox(agent, books);
-                    continue;
-                }
-                Outcome::Deferred => Some(Response::generic_error(
-                    "internal error: deferred without taking a completer",
-                )),
-            };
-            // Events the handler emitted go out before its reply.
-            self.mailbox(agent, books);
-            if let Some(r) = reply {
-                books.answer(agent, token, r);
+            match self.mb.turn(agent, pump, books, &mut io)? {
+                Next::Done => return Ok(()),
+                Next::Flush => return flush(agent, pump, stream, books),
+                Next::Wait {
+                    read,
+                    write,
+                    timeout_ms,
+                } => self.sleep(read, write, stream, timeout_ms)?,
             }
         }
     }
@@ -1466,47 +1665,166 @@ impl Conn<'_> {
             // messages sent before it are taken after this.
             let mut buf = [0u8; 64];
             while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
-            self.tx.waker.notified.store(false, Ordering::SeqCst);
+            #[allow(irrefutable_let_patterns)] // with the `tokio` feature, not
+            if let Waker::Pair { notified, .. } = &*self.mb.tx.waker {
+                notified.store(false, Ordering::SeqCst);
+            }
         }
         Ok(())
     }
+}
 
-    /// Hands the next request to the handler.
-    fn next_request(
+/// Runs a blocking handler, a panic answered as an error.
+pub(crate) fn handle(handler: &dyn Handler, ctx: &mut Ctx<'_>, req: &Request<'_>) -> Outcome {
+    catch_unwind(AssertUnwindSafe(|| handler.handle(ctx, req)))
+        .unwrap_or_else(|_| Outcome::generic_error("internal error: command handler panicked"))
+}
+
+impl Mailbox<'_> {
+    /// The pump's turns until the session must wait: input fed, requests
+    /// handed to the handler, messages (events, completions) taken,
+    /// output written as far as the socket takes it — in the order the
+    /// blocking runner always had (QEMU's: see the comments).
+    ///
+    /// # Errors
+    /// A write failed (the connection is over).
+    pub(crate) fn turn<I: SessionIo>(
         &mut self,
         agent: &mut Agent<'_, '_>,
-    ) -> Option<(ReplyToken, Outcome, bool, bool)> {
-        let inc = agent.poll_request()?;
-        let name = self
-            .cfg
-            .commands
-            .iter()
-            .find(|c| inc.name.eq_str(&c.name))
-            .map_or("", |c| c.name.as_str());
-        let req = Request {
-            name,
-            oob: inc.exec == Exec::ExecOob,
-            arguments: inc.arguments,
-            id: inc.id,
-        };
-        let mut ctx = Ctx {
-            events: self.events,
-            tx: &self.tx,
-            request: inc.token.id(),
-            conn_id: self.id,
-            deferred: false,
-            stop: false,
-        };
-        let handler = self.handler;
-        let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(&mut ctx, &req)))
-            .unwrap_or_else(|_| Outcome::generic_error("internal error: command handler panicked"));
-        Some((inc.token, outcome, ctx.deferred, ctx.stop))
+        pump: &mut Pump<'_>,
+        books: &mut Books,
+        io: &mut I,
+    ) -> io::Result<Next> {
+        loop {
+            let wants = pump.step(agent, books.now());
+            if wants.closed || books.behind() {
+                return Ok(Next::Done);
+            }
+            let clear = books.retry(agent);
+            if books.stop || books.stop_server {
+                return Ok(Next::Flush);
+            }
+            if clear && wants.app {
+                self.requests(agent, books, io);
+                // Take more input before writing, unless much is staged.
+                if pump.transmit().len() < FLUSH_AT && !books.stop_server {
+                    continue;
+                }
+            }
+            // The socket is full: wait until it is writable (taking the
+            // mailbox and input meanwhile, as far as the agent takes it).
+            let mut blocked = false;
+            if !pump.transmit().is_empty() {
+                let wrote = write_with(pump, |b| io.send(b))?;
+                books.backlog.set_blocked(!pump.transmit().is_empty());
+                if wrote {
+                    continue;
+                }
+                blocked = true;
+            }
+            if !clear && !blocked {
+                books.give_up(agent);
+                continue;
+            }
+            // Messages already waiting, or input already in the socket:
+            // take them without sleeping. Messages first: an event
+            // broadcast before the input arrived goes out before what the
+            // input causes (QEMU emits to every monitor as it happens: a
+            // STOP sent while this session was still negotiating is not
+            // delivered once its `qmp_capabilities` has been read).
+            if self.take(agent, books) {
+                continue;
+            }
+            if let Some((request, response)) = io.done() {
+                if let Some(token) = books.outstanding.remove(&request) {
+                    // Events it emitted go out before its reply.
+                    self.take(agent, books);
+                    books.answer(agent, token, response);
+                }
+                continue;
+            }
+            if wants.read && read_with(pump, |b| io.recv(b)) {
+                continue;
+            }
+            let timeout_ms = wants
+                .timeout
+                .map(|due| due.saturating_millis_since(books.now()));
+            return Ok(Next::Wait {
+                read: wants.read,
+                write: blocked,
+                timeout_ms,
+            });
+        }
+    }
+
+    /// Hands the requests waiting in the agent to the handler (`io`), while
+    /// nothing is owed; a response to come later (`Handled::Later`) is
+    /// started with the request's number, its token kept in
+    /// [`Books::outstanding`] until [`SessionIo::done`] gives it.
+    pub(crate) fn requests<I: SessionIo>(
+        &mut self,
+        agent: &mut Agent<'_, '_>,
+        books: &mut Books,
+        io: &mut I,
+    ) {
+        while books.owed.is_empty() && !books.stop_server {
+            let Some(inc) = agent.poll_request() else {
+                return;
+            };
+            let name = self
+                .cfg
+                .commands
+                .iter()
+                .find(|c| inc.name.eq_str(&c.name))
+                .map_or("", |c| c.name.as_str());
+            let req = Request {
+                name,
+                oob: inc.exec == Exec::ExecOob,
+                arguments: inc.arguments,
+                id: inc.id,
+            };
+            let mut ctx = Ctx {
+                events: self.events,
+                tx: &self.tx,
+                request: inc.token.id(),
+                conn_id: self.id,
+                deferred: false,
+                stop: false,
+            };
+            let handled = io.dispatch(&mut ctx, &req);
+            let (token, deferred) = (inc.token, ctx.deferred);
+            books.stop_server |= ctx.stop;
+            let reply = match handled {
+                Handled::Now(Outcome::Reply(r)) => Some(r),
+                Handled::Now(Outcome::Deferred) if deferred => None,
+                Handled::Later(l) => {
+                    io.later(token.id(), l);
+                    None
+                }
+                Handled::Now(Outcome::Deferred) => Some(Response::generic_error(
+                    "internal error: deferred without taking a completer",
+                )),
+            };
+            match reply {
+                // Events the handler emitted go out before its reply.
+                Some(r) => {
+                    self.take(agent, books);
+                    books.answer(agent, token, r);
+                }
+                None => {
+                    // Before the mailbox: the completion may already wait
+                    // there.
+                    books.outstanding.insert(token.id(), token);
+                    self.take(agent, books);
+                }
+            }
+        }
     }
 
     /// Takes every message already sent to this connection (events,
     /// deferred completions, stop), without blocking. Returns whether there
     /// was any.
-    fn mailbox(&mut self, agent: &mut Agent<'_, '_>, books: &mut Books) -> bool {
+    pub(crate) fn take(&mut self, agent: &mut Agent<'_, '_>, books: &mut Books) -> bool {
         let mut any = false;
         while let Ok(msg) = self.rx.try_recv() {
             any = true;
@@ -1522,11 +1840,33 @@ impl Conn<'_> {
         }
         any
     }
+
+    /// The session is over: a close for falling behind is counted and
+    /// logged; a `quit` stops the server.
+    pub(crate) fn finish(&self, books: &Books) {
+        let shared = &self.events.shared;
+        if books.behind() {
+            shared.closed_behind.fetch_add(1, Ordering::SeqCst);
+            let limit = books.backlog.over();
+            let why = if limit > self.cfg.event_backlog {
+                "its thread did not take them"
+            } else {
+                "its peer does not read"
+            };
+            eprintln!(
+                "qmp agent: connection {}: closed: more than {limit} bytes of events waited for it ({why})",
+                self.id
+            );
+        }
+        if books.stop_server {
+            shared.stop();
+        }
+    }
 }
 
 /// How long a stopped session keeps writing to a peer that does not read
 /// (what [`Server::run`] waits for its sessions).
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Writes everything the session has for its peer (once it is stopped), for
 /// at most [`FLUSH_TIMEOUT`].
@@ -1537,25 +1877,34 @@ fn flush(
     books: &mut Books,
 ) -> io::Result<()> {
     let deadline = Instant::now() + FLUSH_TIMEOUT;
+    while !flushed(agent, pump, books) {
+        if !write_with(pump, |b| send_now(stream, b))? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            wait_writable(stream, left)?;
+        }
+    }
+    Ok(())
+}
+
+/// One step of flushing a stopped session: `true` once everything went
+/// (or the session ended); otherwise the pump has output to write.
+pub(crate) fn flushed(agent: &mut Agent<'_, '_>, pump: &mut Pump<'_>, books: &mut Books) -> bool {
     loop {
         let clear = books.retry(agent);
         let wants = pump.step(agent, books.now());
         if wants.closed {
-            return Ok(());
+            return true;
         }
         if !pump.transmit().is_empty() {
-            if !write(stream, pump)? {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(());
-                }
-                wait_writable(stream, left)?;
-            }
-        } else if clear {
-            return Ok(());
-        } else {
-            books.give_up(agent);
+            return false;
         }
+        if clear {
+            return true;
+        }
+        books.give_up(agent);
     }
 }
 

@@ -18,6 +18,11 @@
 //!   [`Client::send`] + [`Client::wait`] pipeline calls (at most eight
 //!   in-band requests are in flight with OOB, as QEMU wants; `send` waits
 //!   for room).
+//! * [`Client::load_schema`] fetches the server's `query-qmp-schema`
+//!   ([`LiveSchema`]: lookups, libvirt path queries); with
+//!   [`Client::check_with`] every call's arguments are checked against it
+//!   before sending, and a call the server would refuse fails at once with
+//!   the server's own text ([`Error::Rejected`]).
 //! * Events go to a bounded queue ([`Client::next_event`],
 //!   [`Client::dropped_events`]) and to every matching [`Subscription`].
 //!   Subscribe *before* sending the command that causes the event, so the
@@ -47,8 +52,10 @@
 //! (or handed to [`Config::on_notice`] as they arrive).
 
 use crate::addr::Address;
-use crate::inbox::Setup;
+use crate::buf::Buf;
 use crate::link::Link;
+use crate::machine::{self, Machine};
+use crate::schema::LiveSchema;
 use qmp_core::client::{Client as Core, ClientConfig};
 use qmp_core::json::{JsonKind, RawJson};
 use qmp_core::scan::{validate, FramerConfig};
@@ -59,6 +66,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::addr::Stream;
@@ -72,7 +80,14 @@ pub use crate::transport::{FdTransport, Transport};
 
 /// Requests the core tracks at once (pipelined plus timed-out ones whose
 /// reply is still owed).
-const PENDING: usize = 64;
+pub(crate) const PENDING: usize = 64;
+
+/// The QMP session of a client with `cfg` (its framer buffer lazily
+/// backed: see [`crate::buf`]).
+pub(crate) fn new_session(cfg: &Config) -> Core<Buf, PENDING> {
+    let core_cfg = ClientConfig::new().with_oob(cfg.oob);
+    Core::with_config(Buf::zeroed(cfg.max_message), core_cfg)
+}
 
 /// A registered event filter; see [`Client::subscribe`].
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -167,17 +182,19 @@ impl<'a> Call<'a> {
 
 /// A blocking QMP client over the transport `T`.
 pub struct Client<T: Transport = Stream> {
-    link: Link<T, Core<Box<[u8]>, PENDING>>,
+    link: Link<T, Core<Buf, PENDING>>,
     greeting: Greeting,
+    schema: Option<Arc<LiveSchema>>,
 }
 
 impl<T: Transport> fmt::Debug for Client<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("greeting", &self.greeting)
-            .field("oob", &self.link.session.oob_enabled())
-            .field("in_flight", &self.link.inbox.in_flight())
-            .field("queued_events", &self.link.inbox.queued_events())
+            .field("oob", &self.link.m.session.oob_enabled())
+            .field("in_flight", &self.link.m.inbox.in_flight())
+            .field("queued_events", &self.link.m.inbox.queued_events())
+            .field("checks", &self.schema.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -225,56 +242,23 @@ impl<T: Transport> Client<T> {
     }
 
     fn handshake_until(io: T, cfg: Config, deadline: Instant) -> Result<Self, Error> {
-        let core_cfg = ClientConfig::new().with_oob(cfg.oob);
-        let buf = vec![0u8; cfg.max_message].into_boxed_slice();
         let allowed = cfg.connect_timeout;
-        let mut link = Link::new(io, Core::with_config(buf, core_cfg), cfg);
-        link.inbox.expect_greeting = true;
+        let mut link = Link::new(io, Machine::new(new_session(&cfg), cfg));
+        link.m.inbox.expect_greeting = true;
         link.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now())))?;
         let mut greeting = None;
         loop {
-            while let Some(s) = link.inbox.setup.pop_front() {
-                match s {
-                    Setup::Greeting(g) => greeting = Some(g),
-                    Setup::Negotiated => {
-                        link.inbox.set_up = true;
-                        link.set_write_timeout(None)?;
-                        return Ok(Client {
-                            link,
-                            greeting: greeting.unwrap_or_default(),
-                        });
-                    }
-                    Setup::NegotiationFailed(error) => {
-                        return Err(Error::HandshakeRefused {
-                            step: Handshake::Capabilities,
-                            error,
-                        })
-                    }
-                    Setup::Stray(n) => {
-                        return Err(Error::Protocol(format!(
-                            "expected the QMP greeting, got {}",
-                            n.what()
-                        )))
-                    }
-                    Setup::Skipped(_) => {}
-                }
-            }
-            if link.is_finished() {
-                return Err(match greeting {
-                    None => Error::Protocol("connection closed before the QMP greeting".into()),
-                    Some(_) => Error::Disconnected {
-                        command: Some("qmp_capabilities".into()),
-                    },
+            if let Some(done) = link.m.negotiation(&mut greeting) {
+                done?;
+                link.set_write_timeout(None)?;
+                return Ok(Client {
+                    link,
+                    greeting: greeting.unwrap_or_default(),
+                    schema: None,
                 });
             }
             if Instant::now() >= deadline {
-                return Err(Error::HandshakeTimeout {
-                    step: match greeting {
-                        None => Handshake::Greeting,
-                        Some(_) => Handshake::Capabilities,
-                    },
-                    after: allowed,
-                });
+                return Err(machine::handshake_timeout(&greeting, allowed));
             }
             link.turn(Some(deadline))?;
         }
@@ -287,16 +271,63 @@ impl<T: Transport> Client<T> {
 
     /// Whether `oob` was negotiated (`exec-oob` may be used).
     pub fn oob_enabled(&self) -> bool {
-        self.link.session.oob_enabled()
+        self.link.m.session.oob_enabled()
     }
 
     // -- commands ------------------------------------------------------
 
     client_calls!(Client);
 
-    /// Nothing to do before a QMP command.
-    fn prepare(&mut self, _: &Call<'_>) -> Result<(), Error> {
-        Ok(())
+    /// Before a QMP command: the argument check, when a schema is set
+    /// ([`Client::check_with`]).
+    fn prepare(&mut self, call: &Call<'_>) -> Result<(), Error> {
+        match &self.schema {
+            Some(schema) => schema.check_raw(call.name, call.arguments()?),
+            None => Ok(()),
+        }
+    }
+
+    // -- the live schema -----------------------------------------------
+
+    /// Fetches the server's schema (`query-qmp-schema`) and indexes it
+    /// ([`LiveSchema`]). It does not turn checks on: see
+    /// [`Client::check_with`].
+    ///
+    /// # Errors
+    /// As [`Client::execute`]; [`Error::Protocol`] when the reply is not a
+    /// schema.
+    pub fn load_schema(&mut self) -> Result<LiveSchema, Error> {
+        LiveSchema::parse(self.execute_raw("query-qmp-schema", None)?)
+    }
+
+    /// Checks every later call's arguments against `schema` before sending
+    /// ([`Client::execute`], [`Client::execute_raw`], [`Client::call`],
+    /// [`Client::send`] alike): a call the server would refuse for its
+    /// arguments, or an unknown command, fails with [`Error::Rejected`]
+    /// (QEMU's class and text) and nothing is sent. `None` turns checks
+    /// off. Share one schema between clients of the same server with the
+    /// `Arc`.
+    pub fn check_with(&mut self, schema: Option<Arc<LiveSchema>>) {
+        self.schema = schema;
+    }
+
+    /// The schema calls are checked against, if any.
+    pub fn checked_against(&self) -> Option<&Arc<LiveSchema>> {
+        self.schema.as_ref()
+    }
+
+    /// Sends `call` and waits for its return value.
+    fn run(&mut self, call: &Call<'_>) -> Result<Vec<u8>, Error> {
+        let p = self.link.send(call)?;
+        self.link.wait_bytes(p)
+    }
+
+    fn machine(&self) -> &Machine<Core<Buf, PENDING>> {
+        &self.link.m
+    }
+
+    fn machine_mut(&mut self) -> &mut Machine<Core<Buf, PENDING>> {
+        &mut self.link.m
     }
 
     /// Sends a call without waiting for its reply. With `oob` enabled at
@@ -304,9 +335,10 @@ impl<T: Transport> Client<T> {
     /// reads replies until there is room (within the call's timeout).
     ///
     /// # Errors
-    /// [`Error::Arguments`], [`Error::Unsupported`], [`Error::Timeout`]
-    /// (no room in time), transport errors.
+    /// [`Error::Arguments`], [`Error::Rejected`], [`Error::Unsupported`],
+    /// [`Error::Timeout`] (no room in time), transport errors.
     pub fn send(&mut self, call: Call<'_>) -> Result<Pending, Error> {
+        self.prepare(&call)?;
         self.link.send(&call)
     }
 
@@ -329,7 +361,7 @@ impl<T: Transport> Client<T> {
 
     /// Whether the reply to `pending` has arrived (does not read).
     pub fn is_ready(&self, pending: &Pending) -> bool {
-        self.link.inbox.is_done(pending.id)
+        self.link.m.inbox.is_done(pending.id)
     }
 
     // -- events --------------------------------------------------------
@@ -339,13 +371,13 @@ impl<T: Transport> Client<T> {
     /// *before* sending the command that causes the events.
     pub fn subscribe(&mut self, names: &[&str]) -> Subscription {
         Subscription {
-            id: self.link.inbox.subscribe(names),
+            id: self.link.m.inbox.subscribe(names),
         }
     }
 
     /// Removes a subscription; returns the events it still held.
     pub fn unsubscribe(&mut self, sub: Subscription) -> Vec<Event> {
-        self.link.inbox.unsubscribe(sub.id)
+        self.link.m.inbox.unsubscribe(sub.id)
     }
 
     /// The next event of the general queue, reading the connection for up
@@ -387,12 +419,12 @@ impl<T: Transport> Client<T> {
 
     /// Events dropped from the general queue because it was full.
     pub fn dropped_events(&self) -> u64 {
-        self.link.inbox.dropped_events(None)
+        self.link.m.inbox.dropped_events(None)
     }
 
     /// Events dropped from a subscription's queue because it was full.
     pub fn dropped_events_for(&self, sub: &Subscription) -> u64 {
-        self.link.inbox.dropped_events(Some(sub.id))
+        self.link.m.inbox.dropped_events(Some(sub.id))
     }
 
     /// Reads what the connection has, for up to `timeout`, filing events
@@ -403,11 +435,11 @@ impl<T: Transport> Client<T> {
     pub fn poll(&mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.link.is_finished() {
+            if self.link.m.is_finished() {
                 return Err(Error::Disconnected { command: None });
             }
             self.link.turn(Some(deadline))?;
-            if Instant::now() >= deadline && self.link.is_settled() {
+            if Instant::now() >= deadline && self.link.m.is_settled() {
                 return Ok(());
             }
         }
@@ -421,13 +453,13 @@ impl<T: Transport> Client<T> {
     ) -> Result<Option<Event>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(e) = self.link.inbox.take_event(sub, &mut pred)? {
+            if let Some(e) = self.link.m.inbox.take_event(sub, &mut pred)? {
                 return Ok(Some(e));
             }
-            if self.link.is_finished() {
+            if self.link.m.is_finished() {
                 return Err(Error::Disconnected { command: None });
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) && self.link.is_settled() {
+            if deadline.is_some_and(|d| Instant::now() >= d) && self.link.m.is_settled() {
                 return Ok(None);
             }
             self.link.turn(deadline)?;

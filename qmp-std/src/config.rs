@@ -22,7 +22,8 @@ pub const NOTICE_QUEUE: usize = 256;
 pub type NoticeHook = Arc<dyn Fn(&Notice) + Send + Sync>;
 
 /// Client settings (builder style), for [`Client`](crate::client::Client)
-/// and [`Qga`](crate::qga::Qga).
+/// and [`Qga`](crate::qga::Qga), and the tokio clients (`AsyncClient`,
+/// `AsyncQga`).
 #[derive(Clone)]
 pub struct Config {
     pub(crate) connect_timeout: Duration,
@@ -108,7 +109,9 @@ impl Config {
     }
 
     /// The largest message that can be received (the framer buffer,
-    /// allocated once per client; default 16 MiB).
+    /// reserved once per client as an anonymous mapping that the kernel
+    /// backs page by page as messages fill it: an idle client holds a few
+    /// KiB of it, not 16 MiB; default 16 MiB).
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(64);
@@ -124,8 +127,9 @@ impl Config {
     }
 
     /// QMP: how many events each queue (the general one and each
-    /// subscription) holds before the oldest is dropped and counted; 0
-    /// disables the general queue (events then go to subscriptions only).
+    /// subscription, or tokio `EventStream`) holds before the oldest is
+    /// dropped and counted; 0 disables the general queue (events then go
+    /// to subscriptions only).
     #[must_use]
     pub fn event_queue(mut self, len: usize) -> Self {
         self.event_queue = len;
@@ -134,7 +138,9 @@ impl Config {
 
     /// Hands every [`Notice`] to `hook` as it arrives (while the client
     /// reads), instead of queueing it for `take_notices`: e.g. to print a
-    /// warning at once.
+    /// warning at once. With the tokio clients it runs on the connection's
+    /// driver task with the connection locked: it must not call the
+    /// client.
     #[must_use]
     pub fn on_notice(mut self, hook: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
         self.on_notice = Some(Arc::new(hook));

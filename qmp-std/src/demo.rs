@@ -113,6 +113,16 @@ pub fn bind(addr: &Address, qga: bool) -> io::Result<Server> {
     Server::bind(addr, config(qga), Arc::new(Demo::new(qga)))
 }
 
+/// Binds the demo agent on `addr` for the tokio runner (serve with
+/// [`AsyncServer::run`](crate::tokio::AsyncServer::run) on a runtime).
+///
+/// # Errors
+/// Binding failed.
+#[cfg(feature = "tokio")]
+pub fn bind_tokio(addr: &Address, qga: bool) -> io::Result<crate::tokio::AsyncServer<Demo>> {
+    crate::tokio::AsyncServer::bind(addr, config(qga), Demo::new(qga))
+}
+
 /// Serves the demo agent on `addr` until `quit` (or the process ends).
 ///
 /// # Errors
@@ -180,9 +190,11 @@ fn check_args(args: Option<RawJson<'_>>, params: &[Param]) -> Result<(), String>
     Ok(())
 }
 
+/// `x-sleep`'s parameters.
+const SLEEP: &[Param] = &[req("ms", Ty::Int)];
+
 fn params_of(name: &str) -> &'static [Param] {
     const HMP: &[Param] = &[req("command-line", Ty::Str), opt("cpu-index", Ty::Int)];
-    const SLEEP: &[Param] = &[req("ms", Ty::Int)];
     match name {
         "human-monitor-command" => HMP,
         "x-sleep" => SLEEP,
@@ -371,5 +383,21 @@ impl Handler for Demo {
                 format!("The command {other} has not been found"),
             ),
         }
+    }
+}
+
+/// On the tokio runner the demo is the same, but `x-sleep` awaits a tokio
+/// timer instead of taking a thread.
+#[cfg(feature = "tokio")]
+impl crate::tokio::AsyncHandler for Demo {
+    fn handle(&self, ctx: &mut Ctx<'_>, req: &Request<'_>) -> crate::tokio::Answer {
+        if req.name == "x-sleep" && !self.qga && check_args(req.arguments, SLEEP).is_ok() {
+            let ms = req.arg("ms").and_then(|v| v.as_u64()).unwrap_or(0);
+            return crate::tokio::Answer::later(async move {
+                ::tokio::time::sleep(Duration::from_millis(ms)).await;
+                Response::Return(Json::empty_object())
+            });
+        }
+        crate::tokio::Answer::Now(Handler::handle(self, ctx, req))
     }
 }

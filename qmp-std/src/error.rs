@@ -110,6 +110,15 @@ pub enum Error {
     },
     /// The arguments are not one JSON object.
     Arguments(String),
+    /// The client's schema ([`Client::check_with`](crate::client::Client::check_with))
+    /// rejected the call before it was sent; `error` is what the server
+    /// would have answered (QEMU's class and text). Nothing was sent.
+    Rejected {
+        /// The command.
+        command: String,
+        /// The server's answer, predicted.
+        error: QmpError,
+    },
     /// The request cannot be sent this way (e.g. `exec-oob` without `oob`
     /// negotiated or to a guest agent, or file descriptors over TCP).
     Unsupported(String),
@@ -159,7 +168,7 @@ impl fmt::Display for Error {
                 let after = secs(*after);
                 match step {
                     Handshake::Greeting => {
-                        write!(f, "no QMP greeting within {after} (is this a QMP monitor?)")
+                        write!(f, "no QMP greeting within {after} (not a QMP monitor, or one busy with another client)")
                     }
                     Handshake::Capabilities => {
                         write!(f, "no reply to qmp_capabilities within {after}")
@@ -197,6 +206,7 @@ impl fmt::Display for Error {
                 write!(f, "unexpected return value of '{command}': {source}")
             }
             Error::Arguments(e) => write!(f, "bad arguments: {e}"),
+            Error::Rejected { error, .. } => write!(f, "rejected before sending: {error}"),
             Error::Unsupported(e) => f.write_str(e),
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
         }
@@ -206,7 +216,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Qmp(e) | Error::HandshakeRefused { error: e, .. } => Some(e),
+            Error::Qmp(e)
+            | Error::HandshakeRefused { error: e, .. }
+            | Error::Rejected { error: e, .. } => Some(e),
             Error::Connect { source, .. } | Error::Io(source) => Some(source),
             Error::Decode { source, .. } => Some(source),
             _ => None,

@@ -15,6 +15,7 @@ use qmp_core::message::Timestamp;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -251,6 +252,30 @@ pub(crate) fn own(ev: ClientEvent<'_>) -> Happened {
 // ---------------------------------------------------------------------------
 // Filing
 
+/// A map keyed by the ids this crate hands out (call ids 1, 2, 3, …;
+/// waiter numbers): hashed by one multiplication instead of SipHash — the
+/// keys are ours, not the peer's, so there is nothing to defend against,
+/// and a pipelined call makes several look-ups.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`] (Fibonacci hashing of a `u64`).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A call waiting for its reply.
 struct Waiting {
     command: String,
@@ -266,8 +291,8 @@ struct Sub {
 
 /// Where what a session reports is filed. See the [module docs](self).
 pub(crate) struct Inbox {
-    waiting: HashMap<u64, Waiting>,
-    done: HashMap<u64, Result<Vec<u8>, Error>>,
+    waiting: IdMap<Waiting>,
+    done: IdMap<Result<Vec<u8>, Error>>,
     /// What opens the session, for the dialect.
     pub(crate) setup: VecDeque<Setup>,
     /// QMP before the greeting: notices are [`Setup::Stray`].
@@ -288,8 +313,8 @@ pub(crate) struct Inbox {
 impl Inbox {
     pub(crate) fn new(cfg: &Config) -> Self {
         Inbox {
-            waiting: HashMap::new(),
-            done: HashMap::new(),
+            waiting: IdMap::default(),
+            done: IdMap::default(),
             setup: VecDeque::new(),
             expect_greeting: false,
             set_up: false,
@@ -408,6 +433,12 @@ impl Inbox {
             self.notices_dropped += 1;
         }
         self.notices.push_back(n);
+    }
+
+    /// Queues notices from now on instead of handing them to the hook.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn drop_notice_hook(&mut self) {
+        self.on_notice = None;
     }
 
     pub(crate) fn take_notices(&mut self) -> Vec<Notice> {

@@ -11,6 +11,8 @@
 //!   subscriptions, pipelining).
 //! * [`qga`]: [`qga::Qga`], the blocking guest-agent client (sync, ping,
 //!   execute) over Unix/TCP sockets or any [`transport::Transport`].
+//! * [`schema`]: [`schema::LiveSchema`], a server's `query-qmp-schema`
+//!   owned and indexed, for lookups, path queries and argument checks.
 //! * [`transport`]: what the clients run over.
 //! * [`fd`]: file-descriptor passing (`SCM_RIGHTS`) on Unix sockets.
 //!
@@ -22,7 +24,9 @@
 mod calls;
 
 pub mod addr;
+#[macro_use]
 pub mod agent;
+mod buf;
 pub mod client;
 mod config;
 pub mod demo;
@@ -31,7 +35,11 @@ pub mod fd;
 mod inbox;
 pub mod json;
 mod link;
+mod machine;
 pub mod qga;
+pub mod schema;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod transport;
 
 pub use addr::Address;

@@ -35,12 +35,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use qmp_core::client::ExecuteError;
+use qmp_core::client::{ExecuteError, Token};
 use qmp_core::qga::{QgaClient, QgaState};
 
+use crate::buf::Buf;
 use crate::client::Call;
 use crate::inbox::{Setup, Skipped};
 use crate::link::Link;
+use crate::machine::Machine;
 use crate::Address;
 
 pub use crate::addr::Stream;
@@ -58,15 +60,24 @@ const SYNC: &str = "guest-sync-delimited";
 
 /// The blocking guest-agent client. See the [module docs](self).
 pub struct Qga<T: Transport = Stream> {
-    link: Link<T, QgaClient<Vec<u8>, 4>>,
-    rng: u64,
+    link: Link<T, Session>,
+    ids: SyncIds,
+}
+
+/// The guest-agent session the clients run.
+pub(crate) type Session = QgaClient<Buf, 4>;
+
+/// The guest-agent session of a client with `cfg` (its framer buffer
+/// lazily backed: see [`crate::buf`]).
+pub(crate) fn new_session(cfg: &Config) -> Session {
+    QgaClient::with_config(Buf::zeroed(cfg.max_message), Default::default())
 }
 
 impl<T: Transport> fmt::Debug for Qga<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Qga")
-            .field("state", &self.link.session.state())
-            .field("timeout", &self.link.cfg.timeout)
+            .field("state", &self.link.m.session.state())
+            .field("timeout", &self.link.m.cfg.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -95,17 +106,9 @@ impl Qga<Stream> {
 impl<T: Transport> Qga<T> {
     /// Wraps an open transport, not yet synced (the first call syncs).
     pub fn new(io: T, cfg: Config) -> Self {
-        let mut seed = RandomState::new().build_hasher();
-        seed.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        seed.write_u32(std::process::id());
-        let session = QgaClient::with_config(vec![0; cfg.max_message], Default::default());
         Qga {
-            link: Link::new(io, session, cfg),
-            rng: seed.finish() | 1,
+            link: Link::new(io, Machine::new(new_session(&cfg), cfg)),
+            ids: SyncIds::new(),
         }
     }
 
@@ -127,18 +130,7 @@ impl<T: Transport> Qga<T> {
 
     /// Whether the session is synced (the next call will not sync first).
     pub fn is_synced(&self) -> bool {
-        self.link.session.state() == QgaState::Synced
-    }
-
-    /// A random id in `1..=i64::MAX` (xorshift64*, seeded from the time, the
-    /// pid and std's per-process random hash keys).
-    fn random_id(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) & i64::MAX as u64).max(1)
+        self.link.m.session.state() == QgaState::Synced
     }
 
     /// Runs the sync procedure within [`Config::sync_timeout`]: up to three
@@ -156,93 +148,20 @@ impl<T: Transport> Qga<T> {
     /// [`Qga::sync`], ending by `limit` (a deadline and the time it stands
     /// for) when that comes first.
     fn sync_within(&mut self, limit: Option<(Instant, Duration)>) -> Result<(), Error> {
-        let start = Instant::now();
-        let mut allowed = self.link.cfg.sync_timeout;
-        let mut end = start + allowed;
-        if let Some((deadline, time)) = limit.filter(|(d, _)| *d < end) {
-            (end, allowed) = (deadline, time);
-        }
+        let mut sync = Syncing::new(&self.link.m.cfg, limit);
         self.link
-            .set_write_timeout(Some(end.saturating_duration_since(start)))?;
-        let budget = end.saturating_duration_since(start);
-        // The last error the agent sent that is not its complaint about the
-        // 0xFF: the cause, if no attempt succeeds.
-        let mut refusal = None;
-        for attempt in 1..=SYNC_ATTEMPTS {
-            let attempt_end = start + budget * attempt / SYNC_ATTEMPTS;
-            let id = self.random_id();
-            let now = self.link.now();
-            let deadline = self.link.clock(attempt_end);
-            let token = match self.link.session.sync(now, id, deadline) {
-                Ok(t) => t,
-                Err(ExecuteError::Closed) => {
-                    return Err(Error::Disconnected {
-                        command: Some(SYNC.into()),
-                    })
-                }
-                Err(e) => return Err(Error::Protocol(format!("cannot sync: {e}"))),
-            };
-            let share = attempt_end.saturating_duration_since(Instant::now());
-            self.link.inbox.register(token.id(), SYNC, Some(share));
-            let done = loop {
-                if let Err(e) = self.skipped(&mut refusal) {
-                    // Ended here: the session forgets the sync too.
-                    self.link.inbox.forget(token.id());
-                    self.link.session.cancel(token);
-                    self.link.file_events();
+            .set_write_timeout(Some(sync.end().saturating_duration_since(Instant::now())))?;
+        loop {
+            match sync.advance(&mut self.link.m, &mut self.ids) {
+                Ok(true) => return Ok(()),
+                Ok(false) => self.link.turn(None)?,
+                Err(e) => {
+                    sync.abandon(&mut self.link.m);
+                    self.link.m.file_events(|_| {});
                     return Err(e);
                 }
-                if let Some(r) = self.link.inbox.take(token.id()) {
-                    break r;
-                }
-                if !self.link.inbox.is_waiting(token.id()) {
-                    return Err(Error::Closed);
-                }
-                self.link.turn(None)?;
-            };
-            match done {
-                Ok(_) => return Ok(()),
-                Err(Error::Timeout { .. }) => {}
-                Err(e) => return Err(e),
             }
         }
-        Err(match refusal {
-            Some(error) => Error::HandshakeRefused {
-                step: Handshake::Sync,
-                error,
-            },
-            None => Error::HandshakeTimeout {
-                step: Handshake::Sync,
-                after: allowed,
-            },
-        })
-    }
-
-    /// Looks at what the sync skipped: a QMP greeting, or an error naming
-    /// the sync command, end it at once; another error (not the agent's
-    /// complaint about the 0xFF) is kept as the likely cause.
-    fn skipped(&mut self, refusal: &mut Option<QmpError>) -> Result<(), Error> {
-        while let Some(s) = self.link.inbox.setup.pop_front() {
-            match s {
-                Setup::Skipped(Skipped::QmpGreeting) => {
-                    return Err(Error::Protocol(
-                        "the peer sent a QMP greeting: this is a QMP monitor, not a guest agent"
-                            .into(),
-                    ))
-                }
-                Setup::Skipped(Skipped::Error(error)) if error.desc.contains("guest-sync") => {
-                    return Err(Error::HandshakeRefused {
-                        step: Handshake::Sync,
-                        error,
-                    })
-                }
-                Setup::Skipped(Skipped::Error(e)) if !e.desc.starts_with("JSON parse error") => {
-                    *refusal = Some(e);
-                }
-                _ => {}
-            }
-        }
-        Ok(())
     }
 
     // -- commands ------------------------------------------------------
@@ -267,18 +186,215 @@ impl<T: Transport> Qga<T> {
 
     /// Refuses what a guest agent cannot do, and syncs when needed.
     fn prepare(&mut self, call: &Call<'_>) -> Result<(), Error> {
-        if call.oob {
-            return Err(Error::Unsupported(format!(
-                "cannot send '{}' with exec-oob: the guest agent has no out-of-band commands",
-                call.name
-            )));
-        }
-        if self.link.is_closed() {
-            return Err(Error::Closed);
-        }
-        if !self.is_synced() {
+        if !admit(call, &self.link.m)? {
             self.sync()?;
         }
         Ok(())
     }
+
+    /// Sends `call` and waits for its return value.
+    fn run(&mut self, call: &Call<'_>) -> Result<Vec<u8>, Error> {
+        let p = self.link.send(call)?;
+        self.link.wait_bytes(p)
+    }
+
+    fn machine(&self) -> &Machine<Session> {
+        &self.link.m
+    }
+
+    fn machine_mut(&mut self) -> &mut Machine<Session> {
+        &mut self.link.m
+    }
+}
+
+/// Refuses what a guest agent cannot do (`exec-oob`, a closed
+/// connection); `Ok(false)` when a sync must come first.
+pub(crate) fn admit(call: &Call<'_>, m: &Machine<Session>) -> Result<bool, Error> {
+    if call.oob {
+        return Err(Error::Unsupported(format!(
+            "cannot send '{}' with exec-oob: the guest agent has no out-of-band commands",
+            call.name
+        )));
+    }
+    if m.is_closed() {
+        return Err(Error::Closed);
+    }
+    Ok(m.session.state() == QgaState::Synced)
+}
+
+/// Random sync ids.
+pub(crate) struct SyncIds(u64);
+
+impl SyncIds {
+    /// Seeded from the time, the pid and std's per-process random hash keys.
+    pub(crate) fn new() -> Self {
+        let mut seed = RandomState::new().build_hasher();
+        seed.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        seed.write_u32(std::process::id());
+        SyncIds(seed.finish() | 1)
+    }
+
+    /// A random id in `1..=i64::MAX` (xorshift64*).
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) & i64::MAX as u64).max(1)
+    }
+}
+
+/// One run of the sync procedure, without I/O — the blocking and the async
+/// guest-agent clients drive the connection between
+/// [`Syncing::advance`] calls. Within [`Config::sync_timeout`] (or the
+/// limit given, when earlier): up to three attempts, each with a fresh
+/// random id and an equal share of the time; a peer that shows it is no
+/// guest agent (a QMP greeting, an error naming the sync command) ends it
+/// at once.
+pub(crate) struct Syncing {
+    start: Instant,
+    /// The time all attempts share.
+    budget: Duration,
+    /// The time the error names.
+    allowed: Duration,
+    /// Attempts begun.
+    attempt: u32,
+    /// The attempt under way.
+    token: Option<Token>,
+    /// The last error the agent sent that is not its complaint about the
+    /// 0xFF: the cause, if no attempt succeeds.
+    refusal: Option<QmpError>,
+}
+
+impl Syncing {
+    /// A sync with `cfg`'s time, ending by `limit` (a deadline and the time
+    /// it stands for) when that comes first.
+    pub(crate) fn new(cfg: &Config, limit: Option<(Instant, Duration)>) -> Self {
+        let start = Instant::now();
+        let mut allowed = cfg.sync_timeout;
+        let mut end = start + allowed;
+        if let Some((deadline, time)) = limit.filter(|(d, _)| *d < end) {
+            (end, allowed) = (deadline, time);
+        }
+        Syncing {
+            start,
+            budget: end.saturating_duration_since(start),
+            allowed,
+            attempt: 0,
+            token: None,
+            refusal: None,
+        }
+    }
+
+    /// The id of the attempt under way.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn waiting_for(&self) -> Option<u64> {
+        self.token.map(|t| t.id())
+    }
+
+    /// When the sync ends at the latest.
+    pub(crate) fn end(&self) -> Instant {
+        self.start + self.budget
+    }
+
+    /// Goes as far as what was filed allows: `Ok(true)` synced;
+    /// `Ok(false)` waiting (drive the connection, then call again).
+    ///
+    /// # Errors
+    /// The sync failed (see [`Qga::sync`]); call [`Syncing::abandon`].
+    pub(crate) fn advance(
+        &mut self,
+        m: &mut Machine<Session>,
+        ids: &mut SyncIds,
+    ) -> Result<bool, Error> {
+        loop {
+            let token = match self.token {
+                Some(t) => t,
+                None => self.begin(m, ids)?,
+            };
+            skipped(m, &mut self.refusal)?;
+            match m.result(token.id()) {
+                None => return Ok(false),
+                Some(r) => {
+                    self.token = None;
+                    match r {
+                        Ok(_) => return Ok(true),
+                        Err(Error::Timeout { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Begins the next attempt.
+    fn begin(&mut self, m: &mut Machine<Session>, ids: &mut SyncIds) -> Result<Token, Error> {
+        if self.attempt >= SYNC_ATTEMPTS {
+            return Err(match self.refusal.take() {
+                Some(error) => Error::HandshakeRefused {
+                    step: Handshake::Sync,
+                    error,
+                },
+                None => Error::HandshakeTimeout {
+                    step: Handshake::Sync,
+                    after: self.allowed,
+                },
+            });
+        }
+        self.attempt += 1;
+        let attempt_end = self.start + self.budget * self.attempt / SYNC_ATTEMPTS;
+        let (now, deadline) = (m.now(), m.clock(attempt_end));
+        let token = match m.session.sync(now, ids.next(), deadline) {
+            Ok(t) => t,
+            Err(ExecuteError::Closed) => {
+                return Err(Error::Disconnected {
+                    command: Some(SYNC.into()),
+                })
+            }
+            Err(e) => return Err(Error::Protocol(format!("cannot sync: {e}"))),
+        };
+        let share = attempt_end.saturating_duration_since(Instant::now());
+        m.inbox.register(token.id(), SYNC, Some(share));
+        self.token = Some(token);
+        Ok(token)
+    }
+
+    /// Gives the attempt under way up (after an error, or when the caller
+    /// stops waiting): the session forgets it. File its events afterwards.
+    pub(crate) fn abandon(&mut self, m: &mut Machine<Session>) {
+        if let Some(token) = self.token.take() {
+            m.cancel(token);
+        }
+    }
+}
+
+/// Looks at what the sync skipped: a QMP greeting, or an error naming the
+/// sync command, end it at once; another error (not the agent's complaint
+/// about the 0xFF) is kept as the likely cause.
+fn skipped(m: &mut Machine<Session>, refusal: &mut Option<QmpError>) -> Result<(), Error> {
+    while let Some(s) = m.inbox.setup.pop_front() {
+        match s {
+            Setup::Skipped(Skipped::QmpGreeting) => {
+                return Err(Error::Protocol(
+                    "the peer sent a QMP greeting: this is a QMP monitor, not a guest agent".into(),
+                ))
+            }
+            Setup::Skipped(Skipped::Error(error)) if error.desc.contains("guest-sync") => {
+                return Err(Error::HandshakeRefused {
+                    step: Handshake::Sync,
+                    error,
+                })
+            }
+            Setup::Skipped(Skipped::Error(e)) if !e.desc.starts_with("JSON parse error") => {
+                *refusal = Some(e);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A byte stream the client can run over.
@@ -192,6 +193,65 @@ fn is_retryable(e: &io::Error) -> bool {
     )
 }
 
+/// Whether a connect failed only because the listener's backlog is full (a
+/// Unix socket whose server serves another client, as QEMU's monitor
+/// does): tried again until the deadline, whatever
+/// [`Config::retry_connect`] says — a blocking connect would wait for it
+/// in the kernel.
+pub(crate) fn is_busy(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// The error of a connect still refused (busy, missing, refusing) at the
+/// deadline.
+pub(crate) fn connect_error(address: &Address, cfg: &Config, source: io::Error) -> Error {
+    let source = if is_busy(&source) {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "not accepted within {} (the server's backlog is full: is it busy with another client?)",
+                crate::error::secs(cfg.connect_timeout)
+            ),
+        )
+    } else {
+        source
+    };
+    Error::Connect {
+        address: address.to_string(),
+        source,
+    }
+}
+
+/// Whether to try a failed connect again (after a pause) while time is
+/// left.
+pub(crate) fn should_retry(e: &io::Error, cfg: &Config) -> bool {
+    is_busy(e) || (cfg.retry_connect && is_retryable(e))
+}
+
+/// The pause before the next connect attempt (doubling from 5 ms to
+/// 100 ms).
+pub(crate) fn backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(Duration::from_millis(5), |b| {
+        (b * 2).min(Duration::from_millis(100))
+    })
+}
+
+/// A non-blocking Unix-socket connect: it completes at once, or fails —
+/// with `WouldBlock` when the listener's backlog is full, where a blocking
+/// connect would wait in the kernel for as long as the server takes to
+/// accept (forever, for a QEMU monitor serving another client).
+pub(crate) fn connect_unix_nonblocking(path: &Path) -> io::Result<UnixStream> {
+    use rustix::net::{socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+    Ok(UnixStream::from(fd))
+}
+
 /// Connects to `address` and runs `handshake` on the stream, all within
 /// [`Config::connect_timeout`].
 pub(crate) fn open<C>(
@@ -206,33 +266,35 @@ pub(crate) fn open<C>(
 
 /// Connects to `address` by the deadline, retrying while the socket is
 /// missing or refuses (QEMU creates the socket file before it listens)
-/// when [`Config::retry_connect`] says so.
+/// when [`Config::retry_connect`] says so, and while a Unix socket's
+/// backlog is full.
 fn connect(address: &Address, cfg: &Config, deadline: Instant) -> Result<Stream, Error> {
-    let name = address.to_string();
     let retry = |attempt: &mut dyn FnMut(Duration) -> io::Result<Stream>| {
-        let mut backoff = Duration::from_millis(5);
+        let mut pause = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match attempt(left.max(Duration::from_millis(1))) {
                 Ok(s) => return Ok(s),
-                Err(e) if cfg.retry_connect && is_retryable(&e) && !left.is_zero() => {
-                    std::thread::sleep(backoff.min(left));
-                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                Err(e) if should_retry(&e, cfg) && !left.is_zero() => {
+                    let b = backoff(pause);
+                    pause = Some(b);
+                    std::thread::sleep(b.min(left));
                 }
-                Err(source) => {
-                    return Err(Error::Connect {
-                        address: name.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(connect_error(address, cfg, source)),
             }
         }
     };
     match address {
-        Address::Unix(path) => retry(&mut |_| UnixStream::connect(path).map(Stream::Unix)),
+        Address::Unix(path) => {
+            let s = retry(&mut |_| connect_unix_nonblocking(path).map(Stream::Unix))?;
+            if let Stream::Unix(u) = &s {
+                u.set_nonblocking(false).map_err(Error::Io)?;
+            }
+            Ok(s)
+        }
         Address::Tcp(host_port) => {
             let addr = crate::agent::resolve(host_port).map_err(|source| Error::Connect {
-                address: name.clone(),
+                address: address.to_string(),
                 source,
             })?;
             let s = retry(&mut |left| TcpStream::connect_timeout(&addr, left).map(Stream::Tcp))?;

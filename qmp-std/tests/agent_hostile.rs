@@ -13,9 +13,11 @@
 
 mod common;
 
+use common::{line, raw_client as connect};
+
 use qmp_std::agent::{CommandDef, Ctx, Outcome, Request, Server, ServerConfig};
 use qmp_std::{demo, Address, Json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -89,19 +91,6 @@ impl Agent {
         let _ = self.child.wait();
         self.stderr.take().unwrap().join().unwrap()
     }
-}
-
-fn connect(sock: &std::path::Path) -> (UnixStream, BufReader<UnixStream>) {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let r = BufReader::with_capacity(1 << 16, s.try_clone().unwrap());
-    (s, r)
-}
-
-fn line(r: &mut BufReader<UnixStream>) -> String {
-    let mut l = String::new();
-    r.read_line(&mut l).unwrap();
-    l
 }
 
 /// Greeting and negotiation.

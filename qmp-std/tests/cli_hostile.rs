@@ -292,7 +292,7 @@ fn events_duration_bounds_the_greeting_wait() {
     fails_against(
         silent,
         &["events", "--duration", "1"],
-        "qmp: no QMP greeting within 1 s (is this a QMP monitor?)\n",
+        "qmp: no QMP greeting within 1 s (not a QMP monitor, or one busy with another client)\n",
         secs(1.0)..secs(2.0),
     );
 }

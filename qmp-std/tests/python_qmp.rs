@@ -164,6 +164,38 @@ fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
     }
 }
 
+/// Runs the script against the agent on `sock`; panics with its output
+/// unless it printed `OK`. `alive` says whether the agent still runs.
+fn run_script(sock: &Path, mut alive: impl FnMut() -> bool) {
+    let mut py = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(sock)
+        .arg(env!("CARGO_PKG_VERSION"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = py.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = py.kill();
+            panic!("python client timed out (agent alive: {})", alive());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    py.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    py.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(
+        status.success(),
+        "python client failed ({status}):\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert_eq!(out.trim(), "OK", "stderr:\n{err}");
+}
+
 #[test]
 fn python_qemu_qmp_client_against_qmp_agent() {
     if !has_qemu_qmp() {
@@ -181,38 +213,60 @@ fn python_qemu_qmp_client_against_qmp_agent() {
         .spawn()
         .unwrap();
     wait_for(&sock, &mut agent);
-
-    let mut py = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .arg(&sock)
-        .arg(env!("CARGO_PKG_VERSION"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = py.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = py.kill();
-            let _ = agent.kill();
-            panic!("python client timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    py.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    py.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    if !status.success() {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_script(&sock, || true);
+    }));
+    if let Err(e) = result {
         let _ = agent.kill();
-        panic!("python client failed ({status}):\nstdout:\n{out}\nstderr:\n{err}");
+        std::panic::resume_unwind(e);
     }
-    assert_eq!(out.trim(), "OK", "stderr:\n{err}");
-
     let status = wait_exit(&mut agent, 10);
     assert!(status.success(), "qmp agent exited with {status}");
+    assert!(!sock.exists(), "socket file left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same scenario against the tokio agent runner (`AsyncServer`, the
+/// demo with `x-sleep` awaiting a timer), in-process on a current-thread
+/// runtime: `quit` stops it.
+#[test]
+fn python_qemu_qmp_client_against_the_tokio_runner() {
+    if !has_qemu_qmp() {
+        skip("python3 with qemu.qmp is not available");
+        return;
+    }
+    let dir = temp_dir("python-tokio");
+    let sock = dir.join("s");
+    let server = qmp_std::demo::bind_tokio(&qmp_std::Address::unix(&sock), false).unwrap();
+    let stop = server.stop_handle();
+    let runner = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(server.run())
+    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_script(&sock, || !runner.is_finished());
+        runner
+    }));
+    let runner = match result {
+        Ok(r) => r,
+        Err(e) => {
+            stop.stop();
+            std::panic::resume_unwind(e);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !runner.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the runner did not stop after quit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runner.join().unwrap().unwrap();
+    assert!(stop.is_stopped());
     assert!(!sock.exists(), "socket file left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

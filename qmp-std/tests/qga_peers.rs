@@ -7,9 +7,10 @@ use qmp_std::{demo, Address};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
+
+mod common;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -22,58 +23,6 @@ fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Kills and reaps the child (and removes its directory) on every path.
-struct Guard {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts `qemu-ga` listening on a Unix socket, or `None` when it is not
-/// installed (a failure with `QMP_REQUIRE_PEERS=1`).
-fn start_qemu_ga(name: &str) -> Option<(Guard, PathBuf)> {
-    let require = std::env::var("QMP_REQUIRE_PEERS").is_ok_and(|v| v == "1");
-    if Command::new("qemu-ga")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(!require, "qemu-ga not installed and QMP_REQUIRE_PEERS=1");
-        println!("SKIP: qemu-ga not installed");
-        return None;
-    }
-    let dir = tempdir(name);
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let sock = dir.join("qga.sock");
-    let child = Command::new("qemu-ga")
-        .arg("-m")
-        .arg("unix-listen")
-        .arg("-p")
-        .arg(&sock)
-        .arg("-t")
-        .arg(&state)
-        .arg("-f")
-        .arg(dir.join("pid"))
-        .arg("-l")
-        .arg(dir.join("log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn qemu-ga");
-    Some((Guard { child, dir }, sock))
 }
 
 /// The checks shared by both peers.
@@ -137,9 +86,10 @@ fn exercise(qga: &mut Qga, version_prefix: &str) {
 
 #[test]
 fn against_qemu_ga() {
-    let Some((guard, sock)) = start_qemu_ga("real") else {
+    let Some(guard) = common::qemu_ga("qga-real") else {
         return;
     };
+    let sock = guard.sock.clone();
     // A previous client leaves half a request in the agent's parser (the
     // parser outlives connections) and an unread reply behind.
     {

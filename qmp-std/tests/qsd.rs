@@ -11,70 +11,14 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 
 mod common;
 
-use common::{skip, TempDir};
-
-/// A running qemu-storage-daemon with two QMP monitors; killed on drop.
-struct Qsd {
-    child: Child,
-    sock: PathBuf,
-    sock2: PathBuf,
-    _dir: TempDir,
-}
-
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn qsd() -> Option<Qsd> {
-    let present = Command::new("qemu-storage-daemon")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        skip("qemu-storage-daemon not installed");
-        return None;
-    }
-    let dir = TempDir::new("qsd");
-    let (sock, sock2) = (dir.path("m0.sock"), dir.path("m1.sock"));
-    let chardev =
-        |p: &Path, id: &str| format!("socket,path={},server=on,wait=off,id={id}", p.display());
-    let child = Command::new("qemu-storage-daemon")
-        .args([
-            "--chardev",
-            &chardev(&sock, "m0"),
-            "--monitor",
-            "chardev=m0",
-        ])
-        .args([
-            "--chardev",
-            &chardev(&sock2, "m1"),
-            "--monitor",
-            "chardev=m1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn qemu-storage-daemon");
-    Some(Qsd {
-        child,
-        sock,
-        sock2,
-        _dir: dir,
-    })
-}
+use common::{qsd, skip, TempDir};
 
 fn connect(path: &Path) -> Client {
     Client::connect_unix(path, Config::new().timeout(Some(Duration::from_secs(10))))
@@ -379,7 +323,7 @@ fn handshake_times_out_without_greeting() {
     );
     assert_eq!(
         e.to_string(),
-        "no QMP greeting within 0.3 s (is this a QMP monitor?)"
+        "no QMP greeting within 0.3 s (not a QMP monitor, or one busy with another client)"
     );
     assert!(t0.elapsed() < Duration::from_millis(1500));
 
@@ -438,49 +382,10 @@ fn garbage_peer_is_reported_not_fatal() {
 /// descriptor came with it (on the same message), then reads through it.
 #[test]
 fn fd_passing_reaches_the_peer() {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::io::IoSliceMut;
-    use std::mem::MaybeUninit;
-
     let dir = TempDir::new("fd");
     let path = dir.path("fd.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let peer = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
-        s.write_all(GREETING).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if !buf[..n].starts_with(b"{\"execute\":\"qmp_capabilities\"") {
-            return Err(text(&buf[..n]));
-        }
-        s.write_all(b"{\"return\": {}}\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let got = recvmsg(&s, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-            .map_err(|e| e.to_string())?;
-        let msg = text(&buf[..got.bytes]);
-        if msg != r#"{"execute":"getfd","arguments":{"fdname":"p"},"id":1}"# {
-            return Err(format!("got {msg:?}"));
-        }
-        let mut fds = Vec::new();
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(it) = m {
-                fds.extend(it);
-            }
-        }
-        let [fd] = <[_; 1]>::try_from(fds).map_err(|f| format!("{} fds", f.len()))?;
-        let mut pipe = std::fs::File::from(fd);
-        let mut word = [0u8; 5];
-        pipe.read_exact(&mut word).map_err(|e| e.to_string())?;
-        let reply = format!(
-            "{{\"return\": {{\"read\": \"{}\"}}, \"id\": 1}}\r\n",
-            text(&word)
-        );
-        s.write_all(reply.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(())
-    });
+    let peer = common::fd_peer(listener);
     let mut c = Client::connect_unix(&path, Config::new()).unwrap();
     let (r, w) = rustix::pipe::pipe().unwrap();
     std::fs::File::from(w).write_all(b"hello").unwrap();

@@ -1,5 +1,5 @@
-//! qmp-core's schema checks against the real peer: qemu-storage-daemon 10
-//! answers the same generated argument objects (valid ones, and ones
+//! qmp-core's schema checks against the real peers: qemu-storage-daemon 10
+//! and qemu-system-x86_64 10 (`-machine none`) answer the same generated argument objects (valid ones, and ones
 //! broken in each way: a required member missing, a member unexpected, a
 //! value of the wrong JSON type, an enum value outside the set, a union
 //! tag out of its enum, elements of arrays, alternates), and for each our
@@ -15,7 +15,7 @@
 //! a device, job or node: `query-*`, `job-*`, `block-job-*`, `blockdev-del`
 //! and `blockdev-add` of `null-co` nodes, which are deleted again.
 //!
-//! Skipped (with a `SKIP:` line) without qemu-storage-daemon, unless
+//! Each peer's test is skipped (with a `SKIP:` line) without it, unless
 //! `QMP_REQUIRE_PEERS=1`.
 
 use qmp_core::schema::{CheckErrorKind, Expected, Lookup, Schema};
@@ -372,9 +372,21 @@ fn visitor_error(desc: &str) -> bool {
 
 #[test]
 fn our_check_agrees_with_qemu_storage_daemon() {
-    let Some(mut qsd) = Monitor::start() else {
-        return;
-    };
+    if let Some(qsd) = Monitor::start() {
+        differential(qsd, "qemu-storage-daemon");
+    }
+}
+
+#[test]
+fn our_check_agrees_with_qemu_system_x86_64() {
+    if let Some(system) = Monitor::start_system() {
+        differential(system, "qemu-system-x86_64 -machine none");
+    }
+}
+
+/// Generates the argument objects from the peer's own schema, sends each,
+/// and compares the peer's verdicts and texts with our check's.
+fn differential(mut qsd: Monitor, peer: &str) {
     let reply = qsd.send(br#"{"execute":"query-qmp-schema"}"#);
     let raw = qmp_core::scan::validate(&reply, Default::default()).unwrap();
     let schema = Schema::from_reply(raw).unwrap();
@@ -480,7 +492,7 @@ fn our_check_agrees_with_qemu_storage_daemon() {
         }
     }
     println!(
-        "verdicts: {agree}/{verdicts} agree, over {} commands",
+        "{peer}: verdicts: {agree}/{verdicts} agree, over {} commands",
         commands_seen.len()
     );
     println!("texts: {texts_equal}/{texts} equal");

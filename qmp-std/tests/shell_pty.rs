@@ -15,11 +15,11 @@
 
 mod common;
 
-use common::daemon::Daemon;
 use common::pty::Pty;
-use common::TempDir;
+use common::{qsd, Qsd, TempDir};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const QMP: &str = env!("CARGO_BIN_EXE_qmp");
 
@@ -77,6 +77,22 @@ impl Shell {
     }
 }
 
+/// qemu-storage-daemon, once its monitor socket exists (`None` after a
+/// `SKIP:` line when it is not installed).
+fn daemon() -> Option<Qsd> {
+    let d = qsd()?;
+    let t0 = Instant::now();
+    while !d.sock.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no monitor socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(d)
+}
+
+fn sock(d: &Qsd) -> &str {
+    d.sock.to_str().expect("a UTF-8 temp path")
+}
+
 /// `query-named-block-nodes`' nodes by name: (driver, read-only).
 fn nodes(out: &str) -> Vec<(String, String, bool)> {
     let v: serde_json::Value = serde_json::from_str(&out.replace("\r\n", "\n")).unwrap();
@@ -99,11 +115,11 @@ fn nodes(out: &str) -> Vec<(String, String, bool)> {
 #[test]
 fn the_shell_on_a_terminal() {
     let dir = TempDir::new("pty");
-    let Some(qsd) = Daemon::start(&dir) else {
+    let Some(qsd) = daemon() else {
         return;
     };
     let history = dir.path("state/history");
-    let mut sh = Shell::start(qsd.sock(), &history);
+    let mut sh = Shell::start(sock(&qsd), &history);
 
     // Tab: a command name.
     sh.keys(b"query-named-bl\t", "qmp> query-named-block-nodes ");
@@ -115,7 +131,10 @@ fn the_shell_on_a_terminal() {
     assert_eq!(sh.enter(), "{}\r\n");
 
     // Tab: a nested key, then an enum value after '='.
-    sh.keys(b"blockdev-add driver=raw node-name=r0 file.dri\t", "file.driver=");
+    sh.keys(
+        b"blockdev-add driver=raw node-name=r0 file.dri\t",
+        "file.driver=",
+    );
     sh.keys(b"null-c\t", "file.driver=null-co ");
     assert_eq!(sh.enter(), "{}\r\n");
 
@@ -157,7 +176,10 @@ fn the_shell_on_a_terminal() {
         ),
         "{out:?}"
     );
-    assert!(out.ends_with(", vvfat)\r\n") && out.lines().count() == 1, "{out:?}");
+    assert!(
+        out.ends_with(", vvfat)\r\n") && out.lines().count() == 1,
+        "{out:?}"
+    );
     assert!(!out.contains('\x1b'), "{out:?}");
 
     // Up-arrow recalls the previous line (twice: the one before).
@@ -168,7 +190,10 @@ fn the_shell_on_a_terminal() {
     );
 
     // help COMMAND: the argument tree.
-    assert_eq!(sh.run("help blockdev-del"), "blockdev-del\r\n  node-name: str\r\n");
+    assert_eq!(
+        sh.run("help blockdev-del"),
+        "blockdev-del\r\n  node-name: str\r\n"
+    );
     let out = sh.run("help blockdev-add");
     assert!(
         out.starts_with("blockdev-add\r\n  driver: one of: blkdebug, blklogwrites,"),
@@ -215,10 +240,13 @@ fn the_shell_on_a_terminal() {
     assert_eq!(std::fs::read_to_string(&history).unwrap(), first);
 
     // A second run recalls the first run's lines.
-    let mut sh = Shell::start(qsd.sock(), &history);
+    let mut sh = Shell::start(sock(&qsd), &history);
     sh.keys(b"\x1b[A\x1b[A", "help blockdev-add");
     let out = sh.enter();
-    assert!(out.starts_with("blockdev-add\r\n  driver: one of: "), "{out}");
+    assert!(
+        out.starts_with("blockdev-add\r\n  driver: one of: "),
+        "{out}"
+    );
     // Up past this run's line, `history`, the two help lines, the three
     // ESC lines and the size=big one.
     sh.keys(&b"\x1b[A".repeat(9), "flat=on");
@@ -235,11 +263,11 @@ fn the_shell_on_a_terminal() {
 #[test]
 fn no_history_file() {
     let dir = TempDir::new("pty-nohist");
-    let Some(qsd) = Daemon::start(&dir) else {
+    let Some(qsd) = daemon() else {
         return;
     };
     let mut cmd = Command::new(QMP);
-    cmd.args(["--unix", qsd.sock(), "shell", "--no-history"])
+    cmd.args(["--unix", sock(&qsd), "shell", "--no-history"])
         .env("QMP_HISTORY", dir.path("h"))
         .env("TERM", "xterm");
     let mut sh = Shell({

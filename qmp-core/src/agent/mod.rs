@@ -752,7 +752,10 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// Answers queued in-band entries until one needs the application or the
     /// output is full.
     fn pump(&mut self) {
-        self.answer_oob();
+        // Asked on every pump: only when the agent owes the OOB answer.
+        if matches!(self.oob_req, Oob::Answer | Oob::Fallback(_)) {
+            self.answer_oob();
+        }
         loop {
             let Some((kind, token, body)) = self.queue.front() else {
                 return;
@@ -856,10 +859,20 @@ impl<'a> Core<'a, '_> {
 
     fn lookup(&self, name: JsonStr<'_>) -> Lookup<'a> {
         let qga = self.cfg.protocol == Protocol::Qga;
-        if name.eq_str("qmp_capabilities") && !qga {
+        // Names almost never have escapes: look for one once, then compare
+        // bytes (eq_str would look again for each longer candidate).
+        let plain = !name.has_escapes();
+        let is = |s: &str| {
+            if plain {
+                name.raw() == s.as_bytes()
+            } else {
+                name.eq_str(s)
+            }
+        };
+        if !qga && is("qmp_capabilities") {
             return Lookup::Builtin(Builtin::Capabilities);
         }
-        match self.cfg.commands.iter().find(|c| name.eq_str(c.name())) {
+        match self.cfg.commands.iter().find(|c| is(c.name())) {
             None => Lookup::NotFound,
             Some(spec) if spec.name() == "query-commands" => {
                 Lookup::Builtin(Builtin::QueryCommands)

@@ -180,9 +180,12 @@ where
 /// reply is out: [`Served::Eof`]) or the application breaks
 /// ([`Served::Stopped`]).
 ///
-/// `app(agent, now)` runs whenever a request waits and, with
-/// [`ServeOptions::with_tick_ms`], at least every tick while the peer is
-/// silent: it polls requests, completes them, emits events. Throttled
+/// `app(agent, now)` runs whenever a request waits, when the output has
+/// all been written (so that a reply that found it full,
+/// [`CompleteError::OutputFull`](crate::agent::CompleteError::OutputFull),
+/// is retried at once) and, with [`ServeOptions::with_tick_ms`], at least
+/// every tick while the peer is silent: it polls requests, completes them,
+/// emits events. Throttled
 /// events go out when their window ends, input or not. `now` is the
 /// caller's monotonic clock.
 ///
@@ -208,7 +211,11 @@ where
         let t = now();
         let wants = turn(io, pump, agent, t)?;
         let ticked = tick.is_some_and(|at| at <= t);
-        if wants.app || ticked {
+        // Output went out and none is left: a reply the application could
+        // not complete for want of room (`CompleteError::OutputFull`) fits
+        // now, so it runs again rather than at the next tick.
+        let drained = wants.transmit && pump.transmit().is_empty() && agent.pending_output() == 0;
+        if wants.app || ticked || drained {
             if ticked {
                 tick = options.next_tick(t);
             }

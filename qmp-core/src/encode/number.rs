@@ -1,16 +1,29 @@
 //! Numbers as QEMU prints them: integers as `i64`/`u64`, every other
-//! number as C's `%.17g`.
+//! number as C's `%.17g` (feature `exact-floats`, on by default).
+//!
+//! Without `exact-floats` (about 25 KB less flash on a Cortex-M: no float
+//! parsing or formatting is linked), integers are printed exactly as
+//! QEMU does, and every other number token received from a peer is
+//! echoed as received (`1.5` stays `1.5`, where QEMU prints
+//! `0.10000000000000001` for `0.1`, `1e+300` for `1E300` and `1` for
+//! `1.0`). `f32`/`f64` values of the application ([`Ser`](super::Ser))
+//! are then printed when they are integers below 10^17 in magnitude (as
+//! `%.17g` prints them: `-0` for negative zero); any other float is
+//! [`EncodeError::Unsupported`].
 
+#[cfg(any(feature = "exact-floats", test))]
 use core::fmt::{self, Write as _};
 
 use super::{EncodeError, JsonWriter};
 
 /// A small stack buffer for `core::fmt`.
+#[cfg(any(feature = "exact-floats", test))]
 struct FmtBuf {
     buf: [u8; 40],
     len: usize,
 }
 
+#[cfg(any(feature = "exact-floats", test))]
 impl FmtBuf {
     const fn new() -> Self {
         FmtBuf {
@@ -24,6 +37,7 @@ impl FmtBuf {
     }
 }
 
+#[cfg(any(feature = "exact-floats", test))]
 impl fmt::Write for FmtBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let end = self.len + s.len();
@@ -34,16 +48,67 @@ impl fmt::Write for FmtBuf {
     }
 }
 
-pub(super) fn write_display(
-    w: &mut JsonWriter<'_>,
-    v: impl fmt::Display,
-) -> Result<(), EncodeError> {
-    let mut buf = FmtBuf::new();
-    write!(buf, "{v}").map_err(|_| EncodeError::Unsupported)?;
-    w.put(buf.as_bytes());
+/// An integer, as its sign and magnitude.
+pub(super) trait Decimal: Copy {
+    /// Whether it is negative, and its magnitude.
+    fn split(self) -> (bool, u64);
+}
+
+macro_rules! decimal_unsigned {
+    ($($t:ty),*) => {$(
+        impl Decimal for $t {
+            #[inline]
+            fn split(self) -> (bool, u64) {
+                (false, self as u64)
+            }
+        }
+    )*};
+}
+macro_rules! decimal_signed {
+    ($($t:ty),*) => {$(
+        impl Decimal for $t {
+            #[inline]
+            fn split(self) -> (bool, u64) {
+                (self < 0, self.unsigned_abs() as u64)
+            }
+        }
+    )*};
+}
+decimal_unsigned!(u8, u16, u32, u64, usize);
+decimal_signed!(i8, i16, i32, i64, isize);
+
+/// Writes an integer in decimal (no `core::fmt`: its machinery costs flash
+/// and time on small targets; 64-bit division only above `u32::MAX`).
+pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(), EncodeError> {
+    let (neg, mut n) = v.split();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut push = |d: u8| {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + d;
+        }
+    };
+    while n > u64::from(u32::MAX) {
+        push((n % 10) as u8);
+        n /= 10;
+    }
+    let mut m = n as u32;
+    loop {
+        push((m % 10) as u8);
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if neg {
+        w.put_byte(b'-');
+    }
+    w.put(buf.get(i..).unwrap_or_default());
     Ok(())
 }
 
+#[cfg(any(feature = "exact-floats", test))]
 fn strip_zeros(mut s: &[u8]) -> &[u8] {
     while let [rest @ .., b'0'] = s {
         s = rest;
@@ -53,6 +118,7 @@ fn strip_zeros(mut s: &[u8]) -> &[u8] {
 
 /// Writes `v` like C's `printf("%.17g", v)` (`inf`, `-inf`, `nan` included,
 /// as QEMU does not guard against them).
+#[cfg(any(feature = "exact-floats", test))]
 pub(super) fn write_g17(w: &mut JsonWriter<'_>, v: f64) -> Result<(), EncodeError> {
     if v.is_nan() {
         w.put(if v.is_sign_negative() {
@@ -128,9 +194,43 @@ pub(super) fn write_g17(w: &mut JsonWriter<'_>, v: f64) -> Result<(), EncodeErro
     Ok(())
 }
 
+/// Writes a finite `f64` of the application: `%.17g` with `exact-floats`,
+/// else only an integer below 10^17 in magnitude (what `%.17g` prints
+/// without exponent or fraction).
+pub(super) fn write_f64(w: &mut JsonWriter<'_>, v: f64) -> Result<(), EncodeError> {
+    write_f64_as(w, v, cfg!(feature = "exact-floats"))
+}
+
+pub(super) fn write_f64_as(w: &mut JsonWriter<'_>, v: f64, exact: bool) -> Result<(), EncodeError> {
+    if exact {
+        #[cfg(any(feature = "exact-floats", test))]
+        return write_g17(w, v);
+    }
+    // Exact: |v| < 10^17 < 2^63, so the cast keeps every digit.
+    if v.is_finite() && v == (v as i64) as f64 && v.abs() < 1e17 {
+        if v == 0.0 && v.is_sign_negative() {
+            w.put(b"-0");
+            return Ok(());
+        }
+        return write_display(w, v as i64);
+    }
+    Err(EncodeError::Unsupported)
+}
+
 /// Writes a number token the way QEMU re-prints it after parsing: an
-/// integer that fits `i64` or `u64` as such, anything else as a double.
+/// integer that fits `i64` or `u64` as such, anything else as a double
+/// (`exact-floats`) or as received (without it).
 pub(super) fn write_number(w: &mut JsonWriter<'_>, text: &[u8]) -> Result<(), EncodeError> {
+    write_number_as(w, text, cfg!(feature = "exact-floats"))
+}
+
+/// [`write_number`], with or without `%.17g` for non-integers (`exact`;
+/// both ways are compiled for the tests).
+pub(super) fn write_number_as(
+    w: &mut JsonWriter<'_>,
+    text: &[u8],
+    exact: bool,
+) -> Result<(), EncodeError> {
     // An integer already as QEMU prints it (no leading zero, no `-0`) that
     // surely fits `i64` (at most 18 digits) is written as it is.
     let digits = text.strip_prefix(b"-").unwrap_or(text);
@@ -153,8 +253,16 @@ pub(super) fn write_number(w: &mut JsonWriter<'_>, text: &[u8]) -> Result<(), En
             }
         }
     }
-    let v: f64 = s.parse().map_err(|_| EncodeError::InvalidJson)?;
-    write_g17(w, v)
+    if exact {
+        #[cfg(any(feature = "exact-floats", test))]
+        {
+            let v: f64 = s.parse().map_err(|_| EncodeError::InvalidJson)?;
+            return write_g17(w, v);
+        }
+    }
+    // A validated number token: valid JSON as it stands.
+    w.put(text);
+    Ok(())
 }
 
 pub(super) fn int128(w: &mut JsonWriter<'_>, v: i128) -> Result<(), EncodeError> {

@@ -7,7 +7,7 @@ use core::fmt::{self, Write as _};
 use serde::ser::{self, Serialize};
 
 use super::escape::escape_pieces;
-use super::number::{int128, write_display, write_g17};
+use super::number::{int128, write_display, write_f64};
 use super::{EncodeError, JsonWriter, WriteJson};
 
 /// Writes `value` through the serializer (its separator already written).
@@ -139,7 +139,7 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
         if !v.is_finite() {
             return Err(EncodeError::Unsupported);
         }
-        write_g17(self.w, v)
+        write_f64(self.w, v)
     }
     fn serialize_char(self, v: char) -> Result<(), EncodeError> {
         let mut buf = [0u8; 4];
@@ -154,7 +154,7 @@ impl<'w, 'b> ser::Serializer for ValueSer<'w, 'b> {
         self.w.open(b'[');
         for b in v {
             self.w.prefix();
-            write_display(self.w, b)?;
+            write_display(self.w, *b)?;
         }
         self.w.close(b']');
         Ok(())

@@ -57,13 +57,13 @@ impl WriteJson for &str {
 
 impl WriteJson for i64 {
     fn write_json(&self, w: &mut JsonWriter<'_>) -> Result<(), EncodeError> {
-        write_display(w, self)
+        write_display(w, *self)
     }
 }
 
 impl WriteJson for u64 {
     fn write_json(&self, w: &mut JsonWriter<'_>) -> Result<(), EncodeError> {
-        write_display(w, self)
+        write_display(w, *self)
     }
 }
 

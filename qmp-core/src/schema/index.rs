@@ -42,6 +42,18 @@ impl<'s, 'i> Index<'s, 'i> {
         Ok(Index { schema, offsets })
     }
 
+    /// An index over offsets an earlier [`Schema::index`] of the same
+    /// schema text sorted ([`Index::offsets`]), kept by a caller that owns
+    /// both (qmp-std keeps them next to the schema's bytes) so that the
+    /// sort is not repeated per lookup.
+    ///
+    /// Offsets that do not come from this schema give wrong answers (a
+    /// lookup finds nothing or another entry), never a panic: every offset
+    /// is checked when it is read.
+    pub const fn from_offsets(schema: Schema<'s>, offsets: &'i [u32]) -> Self {
+        Index { schema, offsets }
+    }
+
     /// The schema.
     pub const fn schema(&self) -> Schema<'s> {
         self.schema

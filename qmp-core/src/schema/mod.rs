@@ -213,6 +213,15 @@ impl<'s> Schema<'s> {
         Schema::new(reply.get("return").ok_or(SchemaError::NoReturn)?)
     }
 
+    /// A schema [`Schema::new`] accepted before, from its [`Schema::raw`]
+    /// text and its [`Schema::len`], without walking it again: for a
+    /// caller that keeps the bytes and an [`Index`]'s offsets of a checked
+    /// schema (qmp-std's `LiveSchema`). Anything else gives wrong answers
+    /// (absent entries), never a panic.
+    pub const fn assume_checked(array: RawJson<'s>, len: usize) -> Self {
+        Schema { array, len }
+    }
+
     /// The array as received.
     pub const fn raw(&self) -> RawJson<'s> {
         self.array

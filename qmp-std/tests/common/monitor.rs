@@ -1,4 +1,4 @@
-//! A qemu-storage-daemon with one QMP monitor, spoken to one request at a
+//! A qemu-storage-daemon (or a qemu-system-x86_64) with one QMP monitor, spoken to one request at a
 //! time over a raw socket (replies as the daemon sent them, events
 //! skipped); killed on drop.
 
@@ -26,23 +26,48 @@ impl Monitor {
     /// Starts the daemon and negotiates; `None` (after a `SKIP:` line)
     /// when it is not installed.
     pub fn start() -> Option<Monitor> {
-        if !installed("qemu-storage-daemon") {
+        Monitor::spawn("qemu-storage-daemon", |sock| {
+            vec![
+                "--chardev".into(),
+                format!("socket,path={sock},server=on,wait=off,id=m0"),
+                "--monitor".into(),
+                "chardev=m0".into(),
+            ]
+        })
+    }
+
+    /// Starts `qemu-system-x86_64 -machine none` with a QMP monitor and
+    /// negotiates; `None` (after a `SKIP:` line) when it is not installed.
+    pub fn start_system() -> Option<Monitor> {
+        Monitor::spawn("qemu-system-x86_64", |sock| {
+            [
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-qmp",
+            ]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("unix:{sock},server=on,wait=off")])
+            .collect()
+        })
+    }
+
+    fn spawn(program: &str, args: impl FnOnce(&str) -> Vec<String>) -> Option<Monitor> {
+        if !installed(program) {
             return None;
         }
         let dir = TempDir::new("monitor");
         let sock = dir.path("m.sock");
-        let child = Command::new("qemu-storage-daemon")
-            .args([
-                "--chardev",
-                &format!("socket,path={},server=on,wait=off,id=m0", sock.display()),
-                "--monitor",
-                "chardev=m0",
-            ])
+        let child = Command::new(program)
+            .args(args(&sock.display().to_string()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn qemu-storage-daemon");
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
         let stream = (0..500)
             .find_map(|_| {
                 UnixStream::connect(&sock).ok().or_else(|| {
@@ -50,7 +75,7 @@ impl Monitor {
                     None
                 })
             })
-            .expect("connect to qemu-storage-daemon");
+            .unwrap_or_else(|| panic!("connect to {program}"));
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -80,7 +105,7 @@ impl Monitor {
         self.writer.write_all(request).unwrap();
         loop {
             let line = self.line();
-            assert!(!line.is_empty(), "qemu-storage-daemon closed the monitor");
+            assert!(!line.is_empty(), "the peer closed the monitor");
             if !line.starts_with(b"{\"timestamp\"") {
                 return line;
             }

@@ -1,7 +1,8 @@
 //! `%.17g` against C's printf, and numbers re-printed the QEMU way.
 
 use super::{qemu, text};
-use crate::encode::number::write_g17;
+use crate::encode::number::{write_display, write_f64_as, write_g17, write_number_as, Decimal};
+use crate::encode::EncodeError;
 use crate::encode::{JsonWriter, Style};
 use std::string::String;
 
@@ -594,4 +595,98 @@ fn numbers() {
     ] {
         assert_eq!(qemu(input, Style::QMP), want, "{input}");
     }
+}
+
+/// A number token re-printed as with (`exact`) or without `exact-floats`.
+fn number_as(input: &str, exact: bool) -> String {
+    text(|out| {
+        let mut w = JsonWriter::new(out, Style::QMP);
+        write_number_as(&mut w, input.as_bytes(), exact)?;
+        w.finish()
+    })
+}
+
+fn f64_as(v: f64, exact: bool) -> Result<String, EncodeError> {
+    let mut out = [0u8; 64];
+    let mut w = JsonWriter::new(&mut out, Style::QMP);
+    write_f64_as(&mut w, v, exact)?;
+    let n = w.finish()?;
+    Ok(String::from_utf8(out[..n].to_vec()).unwrap())
+}
+
+/// Both ways, whichever the build has (`write_number` follows the feature).
+#[test]
+fn numbers_with_and_without_exact_floats() {
+    for (input, exact, verbatim) in [
+        ("0", "0", "0"),
+        ("-0", "0", "0"),
+        ("42", "42", "42"),
+        (
+            "-9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775808",
+        ),
+        (
+            "18446744073709551615",
+            "18446744073709551615",
+            "18446744073709551615",
+        ),
+        // Not integers, or too large for u64: %.17g, or as received.
+        (
+            "18446744073709551616",
+            "1.8446744073709552e+19",
+            "18446744073709551616",
+        ),
+        ("0.1", "0.10000000000000001", "0.1"),
+        ("1.0", "1", "1.0"),
+        ("1E2", "100", "1E2"),
+        ("-1e-5", "-1.0000000000000001e-05", "-1e-5"),
+        ("1e400", "inf", "1e400"),
+        ("-0.0", "-0", "-0.0"),
+    ] {
+        assert_eq!(number_as(input, true), exact, "{input}");
+        assert_eq!(number_as(input, false), verbatim, "{input}");
+        let built = if cfg!(feature = "exact-floats") {
+            exact
+        } else {
+            verbatim
+        };
+        assert_eq!(qemu(input, Style::QMP), built, "{input}");
+    }
+}
+
+#[test]
+fn application_floats_with_and_without_exact_floats() {
+    for (v, exact, plain) in [
+        (3.0, "3", Ok("3")),
+        (-42.0, "-42", Ok("-42")),
+        (0.0, "0", Ok("0")),
+        (-0.0, "-0", Ok("-0")),
+        (1e16, "10000000000000000", Ok("10000000000000000")),
+        (1e17, "1e+17", Err(EncodeError::Unsupported)),
+        (1.5, "1.5", Err(EncodeError::Unsupported)),
+        (0.1, "0.10000000000000001", Err(EncodeError::Unsupported)),
+    ] {
+        assert_eq!(f64_as(v, true).as_deref(), Ok(exact), "{v}");
+        assert_eq!(f64_as(v, false).as_deref().map_err(|e| *e), plain, "{v}");
+    }
+}
+
+#[test]
+fn integers_without_fmt() {
+    fn int(v: impl Decimal) -> String {
+        text(|out| {
+            let mut w = JsonWriter::new(out, Style::QMP);
+            write_display(&mut w, v)?;
+            w.finish()
+        })
+    }
+    assert_eq!(int(0u8), "0");
+    assert_eq!(int(i64::MIN), "-9223372036854775808");
+    assert_eq!(int(i64::MAX), "9223372036854775807");
+    assert_eq!(int(u64::MAX), "18446744073709551615");
+    assert_eq!(int(u64::from(u32::MAX)), "4294967295");
+    assert_eq!(int(u64::from(u32::MAX) + 1), "4294967296");
+    assert_eq!(int(-1i8), "-1");
+    assert_eq!(int(1_000_000_007usize), "1000000007");
 }
