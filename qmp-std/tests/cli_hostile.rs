@@ -561,13 +561,23 @@ fn help_documents_every_timeout_and_bound() {
             "  agent backlog      1 MiB of events per session beyond its output buffer",
             "",
             "Replies and errors that belong to no command, and input that is not JSON,",
-            "are printed as warnings on stderr when they arrive.",
+            "are printed as warnings on stderr when they arrive. Control characters in",
+            "what is echoed back (errors, warnings, the server's strings) are written as",
+            "escapes (\\u001b).",
         ]
     );
+    assert!(bounds.contains("missing socket fails at once (no retry) unless --wait"));
     assert!(bounds.contains("--qga: 10 s; exec --timeout: what is left of SECS"));
     assert!(bounds.contains("(GenericError \"too many sessions\") and is closed;"));
     assert!(bounds.contains("while its peer does not read (8 MiB while its thread"));
-    for option in ["--timeout SECS", "--count N", "--duration SECS"] {
+    for option in [
+        "--timeout SECS",
+        "--wait[=SECS]",
+        "--fd FILE",
+        "--count N",
+        "--duration SECS",
+        "--no-history",
+    ] {
         assert!(
             help.contains(&format!("  {option}")),
             "{option} undocumented"

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod monitor;
+pub mod pty;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

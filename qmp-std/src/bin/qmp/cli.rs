@@ -1,23 +1,30 @@
 //! Command-line parsing for `qmp` (hand-rolled, no dependencies).
 //!
-//! Connection options (`--unix`, `--tcp`, `--qga`, `--timeout`) may come
-//! before or after the subcommand; subcommand options (`--count`,
-//! `--duration`) after it. `--opt VALUE` and `--opt=VALUE` both work; `--`
-//! ends options. Each subcommand accepts only the options of its synopsis.
+//! Connection options (`--unix`, `--tcp`, `--qga`, `--timeout`, `--wait`)
+//! may come before or after the subcommand; subcommand options (`--count`,
+//! `--duration`, `--fd`, `--no-history`) after it. `--opt VALUE` and
+//! `--opt=VALUE` both work (`--wait` takes its optional value only as
+//! `--wait=SECS`); `--` ends options. Each subcommand accepts only the
+//! options of its synopsis.
 
 use qmp_std::{Address, Json};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] exec COMMAND [ARGS_JSON]
-       qmp (--unix PATH | --tcp HOST:PORT) events [--count N] [--duration SECS]
-       qmp (--unix PATH | --tcp HOST:PORT) [--qga] shell
+usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] [--wait[=SECS]]
+           exec [--fd FILE] COMMAND [ARGS_JSON | @FILE | -]
+       qmp (--unix PATH | --tcp HOST:PORT) [--wait[=SECS]] events [--count N] [--duration SECS]
+       qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--wait[=SECS]] shell [--no-history]
        qmp agent (--unix PATH | --tcp HOST:PORT) [--qga]
        qmp demo
 
-  exec     run one command and print its result (ARGS_JSON: a JSON object)
+  exec     run one command and print its result; its arguments are a JSON
+           object: ARGS_JSON itself, the contents of FILE (@FILE), or
+           standard input (-). One command-line argument holds at most
+           128 KiB on Linux; a file or standard input, any size
   events   print events until N arrived or SECS passed (default: forever)
-  shell    interactive prompt
+  shell    interactive prompt (see Shell below)
   agent    serve the demo monitor (guest agent with --qga) until `quit`
   demo     a live session: the demo agent and the client, in-process
 
@@ -25,14 +32,33 @@ usage: qmp (--unix PATH | --tcp HOST:PORT) [--qga] [--timeout SECS] exec COMMAND
   --tcp HOST:PORT    TCP address
   --qga              speak the guest-agent dialect (no greeting/negotiation)
   --timeout SECS     exec: give up after SECS in all (connect, handshake, reply)
+  --wait[=SECS]      exec, events, shell: wait for a socket that does not
+                     exist or listen yet, retrying for up to SECS (default:
+                     the connect timeout) with the handshake included
+  --fd FILE          exec: pass FILE's descriptor with the command (SCM_RIGHTS;
+                     --unix only), for getfd and add-fd; FILE is opened
+                     read-write, or read-only when writing is refused
   --count N          events: stop after N events
   --duration SECS    events: stop after SECS in all (connect and handshake too)
+  --no-history       shell: neither read nor write the history file
+
+Shell:
+  With a terminal, the shell edits lines (Emacs keys) and keeps a history
+  in $QMP_HISTORY, else $XDG_STATE_HOME/qmp/history, else
+  ~/.local/state/qmp/history (QMP_HISTORY set but empty, or --no-history:
+  no history file). Tab completes command names, argument names (nested:
+  file.driver=) and enum values from the server's query-qmp-schema (from
+  query-commands, names only, where the server has no schema); key=value
+  arguments are typed by that schema and checked before they are sent;
+  `help COMMAND` prints a command's argument tree, `help` the rest. Read
+  from a pipe, the shell runs one line at a time, without prompts or
+  history file.
 
 Timeouts and bounds (defaults):
   connect timeout    10 s to connect and complete the handshake (the QMP
                      greeting and qmp_capabilities, or the guest-agent sync);
                      exec --timeout and events --duration shorten it; a
-                     missing socket fails at once (no retry)
+                     missing socket fails at once (no retry) unless --wait
   sync timeout       5 s for the guest-agent sync (--qga: 0xFF and
                      guest-sync-delimited, up to 3 attempts with fresh ids),
                      within the connect timeout
@@ -54,7 +80,9 @@ Timeouts and bounds (defaults):
                      is busy): the session is then closed (logged on stderr)
 
 Replies and errors that belong to no command, and input that is not JSON,
-are printed as warnings on stderr when they arrive.";
+are printed as warnings on stderr when they arrive. Control characters in
+what is echoed back (errors, warnings, the server's strings) are written as
+escapes (\\u001b).";
 
 /// The connect timeout of the client subcommands (connect and handshake).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +96,38 @@ pub struct Target {
     pub qga: bool,
     /// `--timeout` (exec only).
     pub timeout: Option<Duration>,
+    /// `--wait[=SECS]`: retry connecting, for SECS or the connect timeout.
+    pub wait: Option<Wait>,
+}
+
+/// `--wait` (the connect timeout) or `--wait=SECS`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wait {
+    ConnectTimeout,
+    For(Duration),
+}
+
+impl Target {
+    /// The time to connect and complete the handshake: `--wait=SECS` or
+    /// the connect timeout, shortened by `--timeout`.
+    pub fn connect_time(&self) -> Duration {
+        let t = match self.wait {
+            Some(Wait::For(d)) => d,
+            _ => CONNECT_TIMEOUT,
+        };
+        self.timeout.map_or(t, |limit| limit.min(t))
+    }
+}
+
+/// Where `exec` takes its arguments from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgsFrom {
+    /// The command line (checked to be one JSON object).
+    Inline(String),
+    /// `@FILE`.
+    File(PathBuf),
+    /// `-`: standard input.
+    Stdin,
 }
 
 /// A parsed command line.
@@ -82,8 +142,9 @@ pub enum Command {
     Exec {
         target: Target,
         command: String,
-        /// The ARGS_JSON text, checked to be one JSON object.
-        args: Option<String>,
+        args: Option<ArgsFrom>,
+        /// `--fd FILE`.
+        fd: Option<PathBuf>,
     },
     Events {
         target: Target,
@@ -92,6 +153,9 @@ pub enum Command {
     },
     Shell {
         target: Target,
+        /// Whether the line editor keeps a history file (`--no-history`
+        /// turns it off).
+        history: bool,
     },
 }
 
@@ -102,6 +166,9 @@ struct Opts {
     timeout: Option<Duration>,
     count: Option<u64>,
     duration: Option<Duration>,
+    wait: Option<Wait>,
+    fd: Option<PathBuf>,
+    no_history: bool,
     /// Options seen, for per-subcommand checks.
     seen: Vec<&'static str>,
 }
@@ -142,18 +209,34 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--timeout" => "--timeout",
             "--count" => "--count",
             "--duration" => "--duration",
+            "--wait" => "--wait",
+            "--fd" => "--fd",
+            "--no-history" => "--no-history",
             _ => return Err(format!("unknown option '{name}'")),
         };
         if opts.seen.contains(&name) {
             return Err(format!("{name} given twice"));
         }
         opts.seen.push(name);
-        if name == "--qga" {
-            if inline.is_some() {
-                return Err("--qga takes no value".to_owned());
+        match (name, inline) {
+            ("--qga" | "--no-history", Some(_)) => return Err(format!("{name} takes no value")),
+            ("--qga", None) => {
+                opts.qga = true;
+                continue;
             }
-            opts.qga = true;
-            continue;
+            ("--no-history", None) => {
+                opts.no_history = true;
+                continue;
+            }
+            ("--wait", None) => {
+                opts.wait = Some(Wait::ConnectTimeout);
+                continue;
+            }
+            ("--wait", Some(v)) => {
+                opts.wait = Some(Wait::For(secs(name, v)?));
+                continue;
+            }
+            _ => {}
         }
         let value = match inline {
             Some(v) => v,
@@ -174,6 +257,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 });
             }
             "--timeout" => opts.timeout = Some(secs(name, value)?),
+            "--fd" => {
+                if value.is_empty() {
+                    return Err("--fd: empty file name".to_owned());
+                }
+                opts.fd = Some(PathBuf::from(value));
+            }
             "--duration" => opts.duration = Some(secs(name, value)?),
             _ => {
                 opts.count = Some(
@@ -189,9 +278,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     let allowed: &[&str] = match sub {
         "demo" => &[],
-        "agent" | "shell" => &["--unix", "--tcp", "--qga"],
-        "exec" => &["--unix", "--tcp", "--qga", "--timeout"],
-        "events" => &["--unix", "--tcp", "--count", "--duration"],
+        "agent" => &["--unix", "--tcp", "--qga"],
+        "shell" => &["--unix", "--tcp", "--qga", "--wait", "--no-history"],
+        "exec" => &["--unix", "--tcp", "--qga", "--timeout", "--wait", "--fd"],
+        "events" => &["--unix", "--tcp", "--count", "--duration", "--wait"],
         _ => return Err(format!("unknown subcommand '{sub}'")),
     };
     if let Some(bad) = opts.seen.iter().find(|o| !allowed.contains(o)) {
@@ -206,10 +296,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let address = opts
         .address
         .ok_or_else(|| format!("'{sub}' needs --unix PATH or --tcp HOST:PORT"))?;
+    if opts.fd.is_some() && !matches!(address, Address::Unix(_)) {
+        return Err("--fd needs --unix (descriptors pass over Unix sockets only)".to_owned());
+    }
     let target = Target {
         address: address.clone(),
         qga: opts.qga,
         timeout: opts.timeout,
+        wait: opts.wait,
     };
     match sub {
         "exec" => {
@@ -219,17 +313,25 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 [c, a] => (c, Some(a)),
                 [_, _, extra, ..] => return Err(format!("unexpected argument '{extra}'")),
             };
-            if let Some(a) = args {
-                let ok = Json::parse(*a)
-                    .is_ok_and(|j| j.raw().kind() == qmp_core::json::JsonKind::Object);
-                if !ok {
-                    return Err("ARGS_JSON must be one JSON object".to_owned());
-                }
-            }
+            let args = match args {
+                None => None,
+                Some(&"-") => Some(ArgsFrom::Stdin),
+                Some(a) => match a.strip_prefix('@') {
+                    Some("") => return Err("@FILE: empty file name".to_owned()),
+                    Some(file) => Some(ArgsFrom::File(PathBuf::from(file))),
+                    None => {
+                        if !is_object(a) {
+                            return Err("ARGS_JSON must be one JSON object".to_owned());
+                        }
+                        Some(ArgsFrom::Inline((*a).to_owned()))
+                    }
+                },
+            };
             Ok(Command::Exec {
                 target,
                 command: (*command).to_owned(),
-                args: args.map(|a| (*a).to_owned()),
+                args,
+                fd: opts.fd,
             })
         }
         _ if !rest.is_empty() => Err(format!("unexpected argument '{}'", rest[0])),
@@ -242,13 +344,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             count: opts.count,
             duration: opts.duration,
         }),
-        _ => Ok(Command::Shell { target }),
+        _ => Ok(Command::Shell {
+            target,
+            history: !opts.no_history,
+        }),
     }
+}
+
+/// Whether `text` is one JSON object.
+pub fn is_object(text: &str) -> bool {
+    Json::parse(text).is_ok_and(|j| j.raw().kind() == qmp_core::json::JsonKind::Object)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn p(s: &str) -> Result<Command, String> {
         let v: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
@@ -273,14 +384,33 @@ mod tests {
                     address: Address::Tcp("127.0.0.1:4444".into()),
                     qga: false,
                     timeout: Some(Duration::from_millis(2500)),
+                    wait: None,
                 },
                 command: "query-status".into(),
                 args: None,
+                fd: None,
             })
         );
         assert!(matches!(
             p(r#"--unix=/s exec x-sleep {"ms":1}"#),
-            Ok(Command::Exec { args: Some(a), .. }) if a == r#"{"ms":1}"#
+            Ok(Command::Exec { args: Some(ArgsFrom::Inline(a)), .. }) if a == r#"{"ms":1}"#
+        ));
+        assert!(matches!(
+            p("--unix /s exec add-fd @/tmp/args.json --fd /dev/null --wait"),
+            Ok(Command::Exec {
+                target: Target { wait: Some(Wait::ConnectTimeout), .. },
+                args: Some(ArgsFrom::File(f)),
+                fd: Some(d),
+                ..
+            }) if f == Path::new("/tmp/args.json") && d == Path::new("/dev/null")
+        ));
+        assert!(matches!(
+            p("--unix /s --wait=2.5 exec blockdev-add -"),
+            Ok(Command::Exec {
+                target: Target { wait: Some(Wait::For(d)), .. },
+                args: Some(ArgsFrom::Stdin),
+                ..
+            }) if d == Duration::from_millis(2500)
         ));
         assert!(matches!(
             p("--unix /s events --count 3 --duration 1"),
@@ -292,8 +422,31 @@ mod tests {
         ));
         assert!(matches!(
             p("--unix /s --qga shell"),
-            Ok(Command::Shell { target }) if target.qga
+            Ok(Command::Shell { target, history: true }) if target.qga
         ));
+        assert!(matches!(
+            p("--unix /s shell --no-history --wait=1"),
+            Ok(Command::Shell { target, history: false })
+                if target.wait == Some(Wait::For(Duration::from_secs(1)))
+        ));
+    }
+
+    /// The connect time: `--wait=SECS`, else the connect timeout; never
+    /// past `--timeout`.
+    #[test]
+    fn connect_time() {
+        let t = |s: &str| match p(s) {
+            Ok(Command::Exec { target, .. }) => target.connect_time(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(t("--unix /s exec a"), CONNECT_TIMEOUT);
+        assert_eq!(t("--unix /s --wait exec a"), CONNECT_TIMEOUT);
+        assert_eq!(t("--unix /s --wait=30 exec a"), Duration::from_secs(30));
+        assert_eq!(
+            t("--unix /s --wait=30 --timeout 2 exec a"),
+            Duration::from_secs(2)
+        );
+        assert_eq!(t("--unix /s --timeout 2 exec a"), Duration::from_secs(2));
     }
 
     /// `--help` states the defaults the code uses.
@@ -344,6 +497,15 @@ mod tests {
             "--unix /s exec a [1] extra",
             "--unix /s exec a [1]",
             "--unix /s exec a {",
+            "--unix /s exec a @",
+            "--tcp h:1 exec --fd /dev/null getfd",
+            "--unix /s exec --fd= getfd",
+            "--unix /s --wait=x exec a",
+            "--unix /s --wait 1 exec a",
+            "--unix /s --no-history exec a",
+            "--unix /s shell --no-history=1",
+            "--unix /s --fd /dev/null shell",
+            "agent --unix /s --wait",
             "--unix /s --tcp h:1 exec a",
             "--tcp nohost exec a",
             "--unix /s --qga events",

@@ -1,13 +1,17 @@
 //! The `qmp` command-line tool: see `qmp --help`.
 //!
 //! * `cli.rs` parses the command line into a [`cli::Command`];
-//! * `client_cmds.rs` runs `exec`, `events` and `shell`;
+//! * `client_cmds.rs` runs `exec` and `events`, and connects for `shell`;
+//! * `shell/` is `shell` (see its module docs);
+//! * `escape.rs` escapes control characters in what is echoed back;
 //! * `agent` serves [`qmp_std::demo`];
 //! * `demo_live.rs` is `demo`: the demo agent and the client, live.
 
 mod cli;
 mod client_cmds;
 mod demo_live;
+mod escape;
+mod shell;
 
 use cli::Command;
 use std::process::ExitCode;
@@ -32,13 +36,14 @@ fn main() -> ExitCode {
             target,
             command,
             args,
-        } => client_cmds::exec(&target, &command, args.as_deref()),
+            fd,
+        } => client_cmds::exec(&target, &command, args.as_ref(), fd.as_deref()),
         Command::Events {
             target,
             count,
             duration,
         } => client_cmds::events(&target, count, duration),
-        Command::Shell { target } => client_cmds::shell(&target),
+        Command::Shell { target, history } => shell::run(&target, history),
     }
 }
 
