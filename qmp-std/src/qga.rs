@@ -13,6 +13,11 @@
 //! when it shows it (a QMP greeting, or an error naming the sync command)
 //! and otherwise when that time is up.
 //!
+//! Unlike [`Client`](crate::client::Client), a guest-agent client checks
+//! no arguments before sending: qemu-ga has no `query-qmp-schema` (its
+//! `guest-info` lists command names only), so there is no schema to check
+//! against, and the agent's own error is the answer.
+//!
 //! ```no_run
 //! use qmp_std::qga::{Config, Qga};
 //! use std::time::Duration;

@@ -9,13 +9,12 @@ use qmp_std::schema::{LiveSchema, Lookup};
 use qmp_std::tokio::AsyncClient;
 use std::io::Write;
 use std::os::unix::net::UnixListener;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use common::{installed, rt, skip, TempDir};
+use common::{qsd, rt, TempDir};
 
 /// The real qemu-storage-daemon 10.0 reply to `query-qmp-schema`.
 const SCHEMA_REPLY: &[u8] = include_bytes!("../../qmp-core/tests/data/qsd-10.0-schema.s2c");
@@ -277,25 +276,11 @@ fn async_client_checks_on_every_clone_and_sends_nothing_rejected() {
 
 #[test]
 fn predicted_answers_are_the_daemons() {
-    if !installed("qemu-storage-daemon") {
-        skip("qemu-storage-daemon not installed");
+    let Some(daemon) = qsd() else {
         return;
-    }
-    let dir = TempDir::new("schema-client-qsd");
-    let sock = dir.path("m.sock");
-    let mut child = Command::new("qemu-storage-daemon")
-        .args([
-            "--chardev",
-            &format!("socket,path={},server=on,wait=off,id=m0", sock.display()),
-            "--monitor",
-            "chardev=m0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn qemu-storage-daemon");
-    let mut qmp = Client::connect_unix(&sock, config()).unwrap();
+    };
+    let sock = &daemon.sock;
+    let mut qmp = Client::connect_unix(sock, config()).unwrap();
     let schema = Arc::new(qmp.load_schema().unwrap());
     let mistakes: &[(&str, Option<&str>)] = &[
         ("blockdev-add", Some(r#"{"node-name": "x"}"#)),
@@ -347,6 +332,4 @@ fn predicted_answers_are_the_daemons() {
     qmp.execute_raw("blockdev-del", Some(r#"{"node-name": "n0"}"#))
         .unwrap();
     drop(qmp);
-    let _ = child.kill();
-    let _ = child.wait();
 }
