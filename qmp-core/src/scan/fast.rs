@@ -95,6 +95,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // `pos` advances with `i`: pos = i + base (mod 2^n).
         let base = self.st.pos.wrapping_sub(start);
         let max_depth = i64::from(self.cfg.max_depth);
+        // Loop-invariant: the checks it gates are a register test when the
+        // duplicate-key check is off (clients), not a load per value.
+        let dups = self.dups;
         let mut i = start;
         let mut depth = self.st.depth;
         // The innermost container is an array; it is the top-level object.
@@ -129,7 +132,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     i += 1;
                     ntok += 1;
-                    if !arr && self.dups && self.st.top == depth {
+                    if dups && !arr && self.st.top == depth {
                         self.st.pos = i.wrapping_add(base);
                         self.st.depth = depth;
                         self.st.gram = Gram::CommaOrEnd;
@@ -141,7 +144,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
-                    if !arr && self.member_repeats(depth) {
+                    if dups && !arr && self.member_repeats(depth) {
                         break;
                     }
                     if top && !self.fast_member(input, seg, i, base, depth) {
@@ -182,7 +185,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         let key_at = i;
                         i = e;
                         ntok += 1;
-                        if self.dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
+                        if dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
                             self.st.pos = i.wrapping_add(base);
                             self.st.depth = depth;
                             self.st.gram = at.gram();
@@ -222,7 +225,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         arr = bit(&self.arrays, depth - 1);
                         top = depth == 1 && !arr;
                         at = At::After;
-                        if !arr && self.member_repeats(depth) {
+                        if dups && !arr && self.member_repeats(depth) {
                             break;
                         }
                         if top && !self.fast_member(input, seg, i, base, depth) {
@@ -287,7 +290,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
                     at = At::After;
-                    if !arr && self.member_repeats(depth) {
+                    if dups && !arr && self.member_repeats(depth) {
                         break;
                     }
                     if top && !self.fast_member(input, seg, i, base, depth) {
@@ -312,7 +315,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             // A scalar value ended at `i`.
             ntok += 1;
             at = At::After;
-            if !arr && self.member_repeats(depth) {
+            if dups && !arr && self.member_repeats(depth) {
                 break;
             }
             if top {
