@@ -125,7 +125,7 @@ fn push_batch(
             }
             if len + 1 == cap {
                 if let Some(batch) = order.get_mut(start..) {
-                    batch.sort_unstable_by_key(Slot::rank);
+                    crate::sort::sort_by_key(batch, Slot::rank);
                 }
             }
             continue;
@@ -148,7 +148,7 @@ fn push_batch(
     }
     if let Some(batch) = order.get_mut(start..) {
         if batch.len() < cap {
-            batch.sort_unstable_by_key(Slot::rank);
+            crate::sort::sort_by_key(batch, Slot::rank);
         }
     }
     Ok(more)
