@@ -618,23 +618,32 @@ impl fmt::Debug for JsonStr<'_> {
     }
 }
 
-/// The decoded value (invalid UTF-8 shows as U+FFFD).
-impl fmt::Display for JsonStr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl JsonStr<'_> {
+    /// The decoded value as pieces of UTF-8 text, what `Display` writes
+    /// (invalid UTF-8 as U+FFFD), without `core::fmt`.
+    pub(crate) fn write_lossy(&self, put: &mut dyn FnMut(&str)) {
         for frag in self.fragments() {
             match frag {
                 Fragment::Literal(bytes) => {
                     for chunk in bytes.utf8_chunks() {
-                        f.write_str(chunk.valid())?;
+                        put(chunk.valid());
                         if !chunk.invalid().is_empty() {
-                            f.write_str("\u{FFFD}")?;
+                            put("\u{FFFD}");
                         }
                     }
                 }
-                Fragment::Char(c) => fmt::Write::write_char(f, c)?,
+                Fragment::Char(c) => put(c.encode_utf8(&mut [0; 4])),
             }
         }
-        Ok(())
+    }
+}
+
+/// The decoded value (invalid UTF-8 shows as U+FFFD).
+impl fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut r = Ok(());
+        self.write_lossy(&mut |s| r = r.and_then(|()| f.write_str(s)));
+        r
     }
 }
 

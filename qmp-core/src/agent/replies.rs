@@ -138,15 +138,14 @@ struct Text {
 /// The longest argument error text the agent sends (longer ones are cut).
 const CHECK_TEXT: usize = 256;
 
-impl core::fmt::Write for Text {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+impl Text {
+    fn put(&mut self, s: &str) {
         for &b in s.as_bytes() {
             if let Some(d) = self.buf.get_mut(self.len) {
                 *d = b;
                 self.len += 1;
             }
         }
-        Ok(())
     }
 }
 
@@ -162,7 +161,7 @@ pub(crate) fn check_failed(
         buf: [0; CHECK_TEXT],
         len: 0,
     };
-    let _ = core::fmt::Write::write_fmt(&mut text, format_args!("{err}"));
+    err.write_desc(&mut |s| text.put(s));
     let desc = text.buf.get(..text.len).unwrap_or_default();
     encode::write_error(o, style, id, err.class().as_bytes(), &[desc])
 }
