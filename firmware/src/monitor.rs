@@ -200,17 +200,36 @@ pub fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+        let (q, r) = div_rem(v, 10);
+        buf[i] = b'0' + r as u8;
+        v = q;
         if v == 0 {
             return &buf[i..];
         }
     }
 }
 
+/// `n / d` and `n % d` in 32-bit steps (16 bits of `n` at a time; `d` is
+/// a constant where it is inlined): no 64-bit division routine, which
+/// costs about 1 KB of flash on these cores.
+#[inline(always)]
+pub fn div_rem(n: u64, d: u16) -> (u64, u32) {
+    let d = u32::from(d);
+    let (mut q, mut r) = (0u64, 0u32);
+    let mut shift = 64;
+    while shift > 0 {
+        shift -= 16;
+        // `r < d < 2^16`: fits.
+        let cur = (r << 16) | ((n >> shift) as u32 & 0xFFFF);
+        q |= u64::from(cur / d) << shift;
+        r = cur % d;
+    }
+    (q, r)
+}
+
 fn timestamp(now: Instant) -> (i64, i64) {
-    let ms = now.as_millis();
-    ((ms / 1000) as i64, ((ms % 1000) * 1000) as i64)
+    let (s, ms) = div_rem(now.as_millis(), 1000);
+    (s as i64, i64::from(ms * 1000))
 }
 
 /// What a request gets, and after how many milliseconds (the agent checked

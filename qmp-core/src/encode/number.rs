@@ -77,6 +77,23 @@ macro_rules! decimal_signed {
 decimal_unsigned!(u8, u16, u32, u64, usize);
 decimal_signed!(i8, i16, i32, i64, isize);
 
+/// `n / 10` and `n % 10` in 32-bit steps (16 bits of `n` at a time): no
+/// 64-bit division routine (about 1 KB of flash on a 32-bit core).
+#[inline]
+fn div_rem_10(n: u64) -> (u64, u8) {
+    let mut q = 0u64;
+    let mut r = 0u32;
+    let mut shift = 64;
+    while shift > 0 {
+        shift -= 16;
+        // `r < 10`: at most 20 bits.
+        let cur = (r << 16) | ((n >> shift) as u32 & 0xFFFF);
+        q |= u64::from(cur / 10) << shift;
+        r = cur % 10;
+    }
+    (q, r as u8)
+}
+
 /// Writes an integer in decimal (no `core::fmt`: its machinery costs flash
 /// and time on small targets; 64-bit division only above `u32::MAX`).
 pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(), EncodeError> {
@@ -90,8 +107,9 @@ pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(
         }
     };
     while n > u64::from(u32::MAX) {
-        push((n % 10) as u8);
-        n /= 10;
+        let (q, r) = div_rem_10(n);
+        push(r);
+        n = q;
     }
     let mut m = n as u32;
     loop {
@@ -272,5 +290,30 @@ pub(super) fn int128(w: &mut JsonWriter<'_>, v: i128) -> Result<(), EncodeError>
         write_display(w, v)
     } else {
         Err(EncodeError::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod div_tests {
+    #[test]
+    fn div_rem_10_is_exact() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for v in [
+            0,
+            9,
+            10,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ]
+        .into_iter()
+        .chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            assert_eq!(super::div_rem_10(v), (v / 10, (v % 10) as u8), "{v}");
+        }
     }
 }
