@@ -97,7 +97,12 @@ fn div_rem_10(n: u64) -> (u64, u8) {
 /// Writes an integer in decimal (no `core::fmt`: its machinery costs flash
 /// and time on small targets; 64-bit division only above `u32::MAX`).
 pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(), EncodeError> {
-    let (neg, mut n) = v.split();
+    let (neg, n) = v.split();
+    write_sign_magnitude(w, neg, n)
+}
+
+/// Writes `-` (if `neg`) and `n` in decimal.
+fn write_sign_magnitude(w: &mut JsonWriter<'_>, neg: bool, mut n: u64) -> Result<(), EncodeError> {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut push = |d: u8| {
@@ -260,21 +265,25 @@ pub(super) fn write_number_as(
         w.put(text);
         return Ok(());
     }
-    let s = core::str::from_utf8(text).map_err(|_| EncodeError::InvalidJson)?;
-    if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-        if let Ok(v) = s.parse::<i64>() {
-            return write_display(w, v);
-        }
-        if !s.starts_with('-') {
-            if let Ok(v) = s.parse::<u64>() {
-                return write_display(w, v);
-            }
+    // (A number token is ASCII.)
+    if !text.is_ascii() {
+        return Err(EncodeError::InvalidJson);
+    }
+    if !text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        // As `str::parse` to `i64`, else (without `-`) to `u64`.
+        match crate::json::parse_integer(text, true) {
+            Some((true, v)) if v <= 1 << 63 => return write_sign_magnitude(w, v != 0, v),
+            Some((false, v)) => return write_sign_magnitude(w, false, v),
+            _ => {}
         }
     }
     if exact {
         #[cfg(any(feature = "exact-floats", test))]
         {
-            let v: f64 = s.parse().map_err(|_| EncodeError::InvalidJson)?;
+            let v: f64 = core::str::from_utf8(text)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(EncodeError::InvalidJson)?;
             return write_g17(w, v);
         }
     }
