@@ -45,9 +45,13 @@ pub(crate) fn sort_by_key<T, K: Ord>(v: &mut [T], key: impl Fn(&T) -> K) {
             (Some(a), Some(b)) => key(a) < key(b),
             _ => false,
         },
+        // Not `slice::swap`: a `memmove` (1.5 KB of flash on a Cortex-M).
         |v, i, j| {
-            if i < v.len() && j < v.len() {
-                v.swap(i, j);
+            let (i, j) = (i.min(j), i.max(j));
+            if let Some((lo, hi)) = v.split_at_mut_checked(j) {
+                if let (Some(a), Some(b)) = (lo.get_mut(i), hi.first_mut()) {
+                    core::mem::swap(a, b);
+                }
             }
         },
     );

@@ -46,7 +46,7 @@ impl<'b> Output<'b> {
         f: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
     ) -> Result<usize, WriteFail> {
         if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            move_to_front(self.buf, self.start, self.end);
             self.end -= self.start;
             self.start = 0;
         }
@@ -94,5 +94,42 @@ impl<'b> Output<'b> {
             self.end = 0;
         }
         Some(n)
+    }
+}
+
+/// Moves `buf[start..end]` to the front of `buf`, as `copy_within` does,
+/// in copies of at most `start` bytes (the two sides of each never
+/// overlap): `memcpy`, no `memmove` (1.5 KB of flash on a Cortex-M).
+pub(crate) fn move_to_front(buf: &mut [u8], start: usize, end: usize) {
+    let n = end.saturating_sub(start);
+    let mut at = 0;
+    while at < n && start > 0 {
+        let c = (n - at).min(start);
+        let Some((lo, hi)) = buf.split_at_mut_checked(start + at) else {
+            return;
+        };
+        match (lo.get_mut(at..at + c), hi.get(..c)) {
+            (Some(dst), Some(src)) => dst.copy_from_slice(src),
+            _ => return,
+        }
+        at += c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn move_to_front_is_copy_within() {
+        for len in 0..24 {
+            for start in 0..=len {
+                for end in start..=len {
+                    let mut want: Vec<u8> = (0..len as u8).collect();
+                    let mut got = want.clone();
+                    want.copy_within(start..end, 0);
+                    super::move_to_front(&mut got, start, end);
+                    assert_eq!(got, want, "len {len} start {start} end {end}");
+                }
+            }
+        }
     }
 }

@@ -40,7 +40,7 @@ impl<'b> Queue<'b> {
         let total = ENTRY_HEADER + len;
         if self.buf.len() - self.end < total {
             // Compact to the front.
-            self.buf.copy_within(self.start..self.end, 0);
+            super::output::move_to_front(self.buf, self.start, self.end);
             self.end -= self.start;
             self.start = 0;
         }
