@@ -59,6 +59,7 @@ pub mod decl;
 mod entry;
 mod error;
 mod index;
+#[cfg(feature = "introspection")]
 pub(crate) mod introspect;
 pub mod model;
 pub mod path;
