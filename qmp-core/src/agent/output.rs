@@ -45,14 +45,27 @@ impl<'b> Output<'b> {
         &mut self,
         f: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>,
     ) -> Result<usize, WriteFail> {
+        let r = f(self.free_space());
+        self.commit(r)
+    }
+
+    /// The free space, after what is waiting (moved to the front).
+    // Not inlined, nor `commit`: `write` is, at each of its many callers.
+    #[inline(never)]
+    fn free_space(&mut self) -> &mut [u8] {
         if self.start > 0 {
             move_to_front(self.buf, self.start, self.end);
             self.end -= self.start;
             self.start = 0;
         }
+        self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    }
+
+    /// Takes in what a writer wrote into [`Output::free_space`].
+    #[inline(never)]
+    fn commit(&mut self, r: Result<usize, EncodeError>) -> Result<usize, WriteFail> {
         let cap = self.buf.len();
-        let free = self.buf.get_mut(self.end..).unwrap_or(&mut []);
-        match f(free) {
+        match r {
             Ok(n) => {
                 self.end += n;
                 Ok(n)
