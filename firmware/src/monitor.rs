@@ -171,7 +171,7 @@ impl WriteJson for Uptime {
     ) -> Result<(), qmp_core::encode::EncodeError> {
         let mut buf = [0u8; 40];
         let n = json_object_u64(&mut buf, b"uptime-ms", self.0);
-        Verbatim(RawJson::assume_validated(&buf[..n])).write_json(w)
+        Verbatim(RawJson::assume_validated(buf.get(..n).unwrap_or_default())).write_json(w)
     }
 }
 
@@ -198,15 +198,17 @@ fn json_object_u64(buf: &mut [u8], key: &[u8], v: u64) -> usize {
 /// `v` in decimal, in the end of `buf`.
 pub fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     let mut i = buf.len();
-    loop {
+    // (20 digits hold any `u64`: no bounds check fails.)
+    while let Some(slot) = i.checked_sub(1).and_then(|j| buf.get_mut(j)) {
         i -= 1;
         let (q, r) = div_rem(v, 10);
-        buf[i] = b'0' + r as u8;
+        *slot = b'0' + r as u8;
         v = q;
         if v == 0 {
-            return &buf[i..];
+            break;
         }
     }
+    buf.get(i..).unwrap_or_default()
 }
 
 /// `n / d` and `n % d` in 32-bit steps (16 bits of `n` at a time; `d` is
@@ -310,7 +312,9 @@ fn answer(
             let n = firmware_stats(&mut stats, now);
             agent.complete(
                 p.token,
-                Reply::Return(&Verbatim(RawJson::assume_validated(&stats[..n]))),
+                Reply::Return(&Verbatim(RawJson::assume_validated(
+                    stats.get(..n).unwrap_or_default(),
+                ))),
             )
         }
     };
