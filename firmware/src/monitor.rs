@@ -291,32 +291,27 @@ fn answer(
             _ => p.answer = Answer::Empty,
         }
     }
-    let r = match &p.answer {
-        Answer::Version => agent.complete(
-            p.token,
-            Reply::Return(&raw(
-                b"{\"qemu\": {\"micro\": 0, \"minor\": 1, \"major\": 0}, \"package\": \"qmp-firmware\"}",
-            )),
-        ),
-        Answer::Status => agent.complete(
-            p.token,
-            Reply::Return(&raw(if running {
-                b"{\"status\": \"running\", \"running\": true}"
-            } else {
-                b"{\"status\": \"paused\", \"running\": false}"
-            })),
-        ),
-        Answer::Empty | Answer::Event(_) => agent.complete(p.token, Reply::Return(&raw(b"{}"))),
-        Answer::Firmware => {
-            let mut stats = [0u8; 160];
-            let n = firmware_stats(&mut stats, now);
-            agent.complete(
-                p.token,
-                Reply::Return(&Verbatim(RawJson::assume_validated(
-                    stats.get(..n).unwrap_or_default(),
-                ))),
-            )
+    let fixed: &'static [u8] = match p.answer {
+        Answer::Version => {
+            b"{\"qemu\": {\"micro\": 0, \"minor\": 1, \"major\": 0}, \"package\": \"qmp-firmware\"}"
         }
+        Answer::Status if running => b"{\"status\": \"running\", \"running\": true}",
+        Answer::Status => b"{\"status\": \"paused\", \"running\": false}",
+        Answer::Empty | Answer::Event(_) => b"{}",
+        Answer::Firmware => b"",
+    };
+    // One `complete` for the fixed replies (a call site less of it).
+    let r = if let Answer::Firmware = p.answer {
+        let mut stats = [0u8; 160];
+        let n = firmware_stats(&mut stats, now);
+        agent.complete(
+            p.token,
+            Reply::Return(&Verbatim(RawJson::assume_validated(
+                stats.get(..n).unwrap_or_default(),
+            ))),
+        )
+    } else {
+        agent.complete(p.token, Reply::Return(&raw(fixed)))
     };
     match r {
         Err(CompleteError::OutputFull { token, .. }) => Some(Pending {
