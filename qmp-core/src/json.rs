@@ -98,29 +98,18 @@ impl<'a> RawJson<'a> {
         }
     }
 
-    /// The text of an integer token (`-`? digits), if the value is one.
-    fn integer_text(&self) -> Option<&'a str> {
-        let s = self.as_str()?;
-        let digits = s.strip_prefix('-').unwrap_or(s);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(s)
-    }
-
     /// The value as an `i64`, if it is an integer token in range
     /// (`-0` is `0`). Fractions and exponents give `None`.
     pub fn as_i64(&self) -> Option<i64> {
-        self.integer_text()?.parse().ok()
+        signed(parse_integer(self.bytes, false)?)
     }
 
     /// The value as a `u64`, if it is a non-negative integer token in range
     /// (`-0` is `0`), with full 64-bit precision.
     pub fn as_u64(&self) -> Option<u64> {
-        let s = self.integer_text()?;
-        match s.parse::<i64>() {
-            Ok(v) => u64::try_from(v).ok(),
-            Err(_) => s.parse().ok(),
+        match parse_integer(self.bytes, false)? {
+            (false, v) | (true, v @ 0) => Some(v),
+            (true, _) => None,
         }
     }
 
@@ -443,6 +432,42 @@ fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(quote, b'\\', tail).map(|at| at + SHORT)
 }
 
+/// An integer's text (`-`, or with `plus` also `+`, then at least one
+/// digit, nothing else) as its sign (whether `-`) and magnitude, `None`
+/// when it is no such text or the magnitude exceeds `u64::MAX`: what
+/// `str::parse` takes and gives, without its code (or `from_utf8`).
+pub(crate) fn parse_integer(text: &[u8], plus: bool) -> Option<(bool, u64)> {
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) if plus => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    const MAX_10: u64 = u64::MAX / 10;
+    let mut v = 0u64;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 || v > MAX_10 || (v == MAX_10 && u64::from(d) > u64::MAX % 10) {
+            return None;
+        }
+        v = v * 10 + u64::from(d);
+    }
+    Some((neg, v))
+}
+
+/// A sign and magnitude as an `i64`, if in range (`-0` is `0`).
+pub(crate) fn signed((neg, v): (bool, u64)) -> Option<i64> {
+    if !neg {
+        i64::try_from(v).ok()
+    } else if v <= 1 << 63 {
+        Some(0u64.wrapping_sub(v) as i64)
+    } else {
+        None
+    }
+}
+
 /// The body of a JSON string (between the quotes, escapes not yet decoded),
 /// borrowed from a validated message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -618,23 +643,32 @@ impl fmt::Debug for JsonStr<'_> {
     }
 }
 
-/// The decoded value (invalid UTF-8 shows as U+FFFD).
-impl fmt::Display for JsonStr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl JsonStr<'_> {
+    /// The decoded value as pieces of UTF-8 text, what `Display` writes
+    /// (invalid UTF-8 as U+FFFD), without `core::fmt`.
+    pub(crate) fn write_lossy(&self, put: &mut dyn FnMut(&str)) {
         for frag in self.fragments() {
             match frag {
                 Fragment::Literal(bytes) => {
                     for chunk in bytes.utf8_chunks() {
-                        f.write_str(chunk.valid())?;
+                        put(chunk.valid());
                         if !chunk.invalid().is_empty() {
-                            f.write_str("\u{FFFD}")?;
+                            put("\u{FFFD}");
                         }
                     }
                 }
-                Fragment::Char(c) => fmt::Write::write_char(f, c)?,
+                Fragment::Char(c) => put(c.encode_utf8(&mut [0; 4])),
             }
         }
-        Ok(())
+    }
+}
+
+/// The decoded value (invalid UTF-8 shows as U+FFFD).
+impl fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut r = Ok(());
+        self.write_lossy(&mut |s| r = r.and_then(|()| f.write_str(s)));
+        r
     }
 }
 

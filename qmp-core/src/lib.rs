@@ -74,6 +74,7 @@ pub mod qga;
 pub mod scan;
 pub mod schema;
 mod size;
+mod sort;
 mod time;
 
 pub use json::{JsonStr, RawJson};

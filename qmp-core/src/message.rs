@@ -425,6 +425,30 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Whether `a == b`, for a `b` of at most 12 bytes, in a few 32-bit
+/// comparisons (cheaper than a `memcmp` call for the protocol's names).
+#[inline]
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    let n = b.len();
+    if a.len() != n {
+        return false;
+    }
+    if n < 4 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Words at the start, the end and (beyond 8 bytes) the middle cover
+    // every byte.
+    word(a, 0) == word(b, 0)
+        && word(a, n - 4) == word(b, n - 4)
+        && (n <= 8 || word(a, 4) == word(b, 4))
+        && n <= 12
+}
+
 /// The member names the protocol knows.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -455,25 +479,64 @@ impl Key {
             ("data", Key::Data),
             ("timestamp", Key::Timestamp),
         ];
-        // Bytes first (a match on the length, then the bytes): a key equal
-        // to a name as it stands has no escape. Only a key with a backslash
-        // may still decode to one.
-        match k.raw() {
-            b"execute" => Key::Execute,
-            b"exec-oob" => Key::ExecOob,
-            b"arguments" => Key::Arguments,
-            b"id" => Key::Id,
-            b"QMP" => Key::Qmp,
-            b"event" => Key::Event,
-            b"return" => Key::Return,
-            b"error" => Key::Error,
-            b"data" => Key::Data,
-            b"timestamp" => Key::Timestamp,
+        // Bytes first: the one name of the key's length and first bytes,
+        // compared once (a key equal to a name as it stands has no escape).
+        // Only a key with a backslash may still decode to one.
+        let raw = k.raw();
+        let at = match (raw.len(), raw.first(), raw.get(2)) {
+            (7, Some(b'e'), _) => 0,
+            (8, _, _) => 1,
+            (9, Some(b'a'), _) => 2,
+            (2, _, _) => 3,
+            (3, _, _) => 4,
+            (5, _, Some(b'e')) => 5,
+            (6, _, _) => 6,
+            (5, _, Some(b'r')) => 7,
+            (4, _, _) => 8,
+            (9, _, _) => 9,
+            _ => KEYS.len(),
+        };
+        if let Some((name, key)) = KEYS.get(at) {
+            if same_short(raw, name.as_bytes()) {
+                return *key;
+            }
+        }
+        match raw {
             raw if raw.contains(&b'\\') => KEYS
                 .iter()
                 .find(|(s, _)| k.eq_str(s))
                 .map_or(Key::Other, |(_, key)| *key),
             _ => Key::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod same_short_tests {
+    #[test]
+    fn is_slice_equality() {
+        let names = ["", "a", "id", "QMP", "data", "event", "return", "execute"];
+        let more = [
+            "exec-oob",
+            "arguments",
+            "timestamp",
+            "abcdefghij",
+            "abcdefghijkl",
+        ];
+        for a in names.iter().chain(&more) {
+            for b in names.iter().chain(&more) {
+                assert_eq!(
+                    super::same_short(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a} {b}"
+                );
+                // One byte changed anywhere.
+                for i in 0..a.len() {
+                    let mut c = a.as_bytes().to_vec();
+                    c[i] ^= 0x20;
+                    assert!(!super::same_short(&c, a.as_bytes()), "{a} at {i}");
+                }
+            }
         }
     }
 }

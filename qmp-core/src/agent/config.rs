@@ -30,7 +30,8 @@ pub(crate) const ERROR_TEXT_SLACK: usize = 64;
 ///
 /// A command may declare its argument and return types (see
 /// [`crate::schema::decl`]): the agent then lists them in its
-/// `query-qmp-schema` and checks the arguments itself, answering QEMU's
+/// `query-qmp-schema` (feature `introspection`, on by default) and checks
+/// the arguments itself, answering QEMU's
 /// errors (`Parameter 'x' is missing`, ...) before the application sees
 /// the request. A command that declares nothing is handed every request,
 /// as before, and introspects as taking no arguments and returning `{}`.
@@ -214,7 +215,9 @@ impl<'a> AgentConfig<'a> {
     /// QMP: the greeting's `(major, minor, micro)` and `package`, and the
     /// commands served besides `qmp_capabilities` (always served);
     /// `query-commands` and `query-qmp-schema` listed there are answered by
-    /// the agent from this table.
+    /// the agent from this table (`query-qmp-schema` with the feature
+    /// `introspection`, on by default; without it the application gets it
+    /// like any other command).
     pub const fn new(
         version: (u64, u64, u64),
         package: &'a str,

@@ -80,6 +80,7 @@ use crate::json::{JsonStr, RawJson};
 use crate::message::{Exec, Request};
 use crate::scan::{Frame, Framer, Message};
 use crate::schema::decl::TypeDecl;
+#[cfg(feature = "introspection")]
 use crate::schema::introspect::SchemaList;
 use crate::schema::model::DeclModel;
 use crate::schema::{check_arguments, CheckError};
@@ -877,6 +878,7 @@ impl<'a> Core<'a, '_> {
             Some(spec) if spec.name() == "query-commands" => {
                 Lookup::Builtin(Builtin::QueryCommands)
             }
+            #[cfg(feature = "introspection")]
             Some(spec) if spec.name() == "query-qmp-schema" => {
                 Lookup::Builtin(Builtin::QueryQmpSchema)
             }
@@ -931,6 +933,7 @@ impl<'a> Core<'a, '_> {
                 self.out
                     .write(|o| encode::write_return(o, style, &list, id_ref(&req.id)))
             }
+            #[cfg(feature = "introspection")]
             Lookup::Builtin(Builtin::QueryQmpSchema) => {
                 let list = SchemaList {
                     commands: self.cfg.commands,
@@ -993,8 +996,11 @@ enum Dispatched {
 enum Builtin {
     Capabilities,
     QueryCommands,
+    #[cfg(feature = "introspection")]
     QueryQmpSchema,
-    GuestSync { delimited: bool },
+    GuestSync {
+        delimited: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

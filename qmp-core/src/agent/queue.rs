@@ -40,17 +40,22 @@ impl<'b> Queue<'b> {
         let total = ENTRY_HEADER + len;
         if self.buf.len() - self.end < total {
             // Compact to the front.
-            self.buf.copy_within(self.start..self.end, 0);
+            super::output::move_to_front(self.buf, self.start, self.end);
             self.end -= self.start;
             self.start = 0;
         }
         let Some(dst) = self.buf.get_mut(self.end..self.end + total) else {
             return false;
         };
-        let (head, mut body) = dst.split_at_mut(ENTRY_HEADER);
+        let Some((head, mut body)) = dst.split_at_mut_checked(ENTRY_HEADER) else {
+            return false;
+        };
         head.copy_from_slice(&header(kind, token, len));
         for p in pieces {
-            let (now, rest) = body.split_at_mut(p.len());
+            // (`total` made room for every piece.)
+            let Some((now, rest)) = body.split_at_mut_checked(p.len()) else {
+                return false;
+            };
             now.copy_from_slice(p);
             body = rest;
         }

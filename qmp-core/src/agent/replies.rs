@@ -14,16 +14,26 @@ pub(crate) fn id_ref<'r>(id: &'r Option<RawJson<'_>>) -> Option<&'r dyn WriteJso
     id.as_ref().map(|i| i as &dyn WriteJson)
 }
 
-/// Calls `f` with the unescaped bytes of `s` (raw if it has no escapes or
-/// does not fit a 256-byte scratch).
-pub(crate) fn with_name<R>(s: JsonStr<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
+/// An error whose `desc` is `before`, the unescaped bytes of `name` (raw
+/// if it has no escapes or does not fit a 256-byte scratch) and `after`.
+/// One copy, not inlined: every reply naming a command or member uses it.
+#[inline(never)]
+fn error_naming(
+    o: &mut [u8],
+    style: Style,
+    id: Option<&dyn WriteJson>,
+    class: &[u8],
+    [before, after]: [&[u8]; 2],
+    name: JsonStr<'_>,
+) -> Result<usize, EncodeError> {
     let mut scratch = [0u8; 256];
-    if s.has_escapes() {
-        if let Ok(bytes) = s.unescape_into(&mut scratch) {
-            return f(bytes);
+    let mut bytes = name.raw();
+    if name.has_escapes() {
+        if let Ok(unescaped) = name.unescape_into(&mut scratch) {
+            bytes = unescaped;
         }
     }
-    f(s.raw())
+    encode::write_error(o, style, id, class, &[before, bytes, after])
 }
 
 /// `GenericError` with `desc` pieces.
@@ -43,15 +53,14 @@ pub(crate) fn not_found(
     id: Option<RawJson<'_>>,
     name: JsonStr<'_>,
 ) -> Result<usize, EncodeError> {
-    with_name(name, |n| {
-        encode::write_error(
-            o,
-            style,
-            id_ref(&id),
-            b"CommandNotFound",
-            &[b"The command ", n, b" has not been found"],
-        )
-    })
+    error_naming(
+        o,
+        style,
+        id_ref(&id),
+        b"CommandNotFound",
+        [b"The command ", b" has not been found"],
+        name,
+    )
 }
 
 /// Negotiation mode: every command but `qmp_capabilities`.
@@ -91,14 +100,14 @@ pub(crate) fn no_oob(
     id: Option<RawJson<'_>>,
     name: JsonStr<'_>,
 ) -> Result<usize, EncodeError> {
-    with_name(name, |name| {
-        generic(
-            o,
-            style,
-            id_ref(&id),
-            &[b"The command ", name, b" does not support OOB"],
-        )
-    })
+    error_naming(
+        o,
+        style,
+        id_ref(&id),
+        b"GenericError",
+        [b"The command ", b" does not support OOB"],
+        name,
+    )
 }
 
 /// A request that failed structural validation.
@@ -110,9 +119,14 @@ pub(crate) fn bad_request(
     let (a, key, b) = bad.error.desc_parts();
     let id = id_ref(&bad.id);
     match key {
-        Some(k) => with_name(k, |k| {
-            generic(o, style, id, &[a.as_bytes(), k, b.as_bytes()])
-        }),
+        Some(k) => error_naming(
+            o,
+            style,
+            id,
+            b"GenericError",
+            [a.as_bytes(), b.as_bytes()],
+            k,
+        ),
         None => generic(o, style, id, &[a.as_bytes()]),
     }
 }
@@ -124,9 +138,14 @@ pub(crate) fn unexpected(
     id: Option<&dyn WriteJson>,
     key: JsonStr<'_>,
 ) -> Result<usize, EncodeError> {
-    with_name(key, |k| {
-        generic(o, style, id, &[b"Parameter '", k, b"' is unexpected"])
-    })
+    error_naming(
+        o,
+        style,
+        id,
+        b"GenericError",
+        [b"Parameter '", b"' is unexpected"],
+        key,
+    )
 }
 
 /// Text of at most [`CHECK_TEXT`] bytes, cut there.
@@ -138,15 +157,14 @@ struct Text {
 /// The longest argument error text the agent sends (longer ones are cut).
 const CHECK_TEXT: usize = 256;
 
-impl core::fmt::Write for Text {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+impl Text {
+    fn put(&mut self, s: &str) {
         for &b in s.as_bytes() {
             if let Some(d) = self.buf.get_mut(self.len) {
                 *d = b;
                 self.len += 1;
             }
         }
-        Ok(())
     }
 }
 
@@ -162,7 +180,7 @@ pub(crate) fn check_failed(
         buf: [0; CHECK_TEXT],
         len: 0,
     };
-    let _ = core::fmt::Write::write_fmt(&mut text, format_args!("{err}"));
+    err.write_desc(&mut |s| text.put(s));
     let desc = text.buf.get(..text.len).unwrap_or_default();
     encode::write_error(o, style, id, err.class().as_bytes(), &[desc])
 }
@@ -206,14 +224,14 @@ pub(crate) fn negotiate(
                     return (r, None);
                 };
                 if !s.eq_str("oob") {
-                    let r = with_name(s, |v| {
-                        generic(
-                            o,
-                            style,
-                            id,
-                            &[b"Parameter 'null' does not accept value '", v, b"'"],
-                        )
-                    });
+                    let r = error_naming(
+                        o,
+                        style,
+                        id,
+                        b"GenericError",
+                        [b"Parameter 'null' does not accept value '", b"'"],
+                        s,
+                    );
                     return (r, None);
                 }
                 enable_oob = true;

@@ -77,10 +77,32 @@ macro_rules! decimal_signed {
 decimal_unsigned!(u8, u16, u32, u64, usize);
 decimal_signed!(i8, i16, i32, i64, isize);
 
+/// `n / 10` and `n % 10` in 32-bit steps (16 bits of `n` at a time): no
+/// 64-bit division routine (about 1 KB of flash on a 32-bit core).
+#[inline]
+fn div_rem_10(n: u64) -> (u64, u8) {
+    let mut q = 0u64;
+    let mut r = 0u32;
+    let mut shift = 64;
+    while shift > 0 {
+        shift -= 16;
+        // `r < 10`: at most 20 bits.
+        let cur = (r << 16) | ((n >> shift) as u32 & 0xFFFF);
+        q |= u64::from(cur / 10) << shift;
+        r = cur % 10;
+    }
+    (q, r as u8)
+}
+
 /// Writes an integer in decimal (no `core::fmt`: its machinery costs flash
 /// and time on small targets; 64-bit division only above `u32::MAX`).
 pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(), EncodeError> {
-    let (neg, mut n) = v.split();
+    let (neg, n) = v.split();
+    write_sign_magnitude(w, neg, n)
+}
+
+/// Writes `-` (if `neg`) and `n` in decimal.
+fn write_sign_magnitude(w: &mut JsonWriter<'_>, neg: bool, mut n: u64) -> Result<(), EncodeError> {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut push = |d: u8| {
@@ -90,8 +112,9 @@ pub(super) fn write_display(w: &mut JsonWriter<'_>, v: impl Decimal) -> Result<(
         }
     };
     while n > u64::from(u32::MAX) {
-        push((n % 10) as u8);
-        n /= 10;
+        let (q, r) = div_rem_10(n);
+        push(r);
+        n = q;
     }
     let mut m = n as u32;
     loop {
@@ -242,21 +265,25 @@ pub(super) fn write_number_as(
         w.put(text);
         return Ok(());
     }
-    let s = core::str::from_utf8(text).map_err(|_| EncodeError::InvalidJson)?;
-    if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
-        if let Ok(v) = s.parse::<i64>() {
-            return write_display(w, v);
-        }
-        if !s.starts_with('-') {
-            if let Ok(v) = s.parse::<u64>() {
-                return write_display(w, v);
-            }
+    // (A number token is ASCII.)
+    if !text.is_ascii() {
+        return Err(EncodeError::InvalidJson);
+    }
+    if !text.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        // As `str::parse` to `i64`, else (without `-`) to `u64`.
+        match crate::json::parse_integer(text, true) {
+            Some((true, v)) if v <= 1 << 63 => return write_sign_magnitude(w, v != 0, v),
+            Some((false, v)) => return write_sign_magnitude(w, false, v),
+            _ => {}
         }
     }
     if exact {
         #[cfg(any(feature = "exact-floats", test))]
         {
-            let v: f64 = s.parse().map_err(|_| EncodeError::InvalidJson)?;
+            let v: f64 = core::str::from_utf8(text)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(EncodeError::InvalidJson)?;
             return write_g17(w, v);
         }
     }
@@ -272,5 +299,30 @@ pub(super) fn int128(w: &mut JsonWriter<'_>, v: i128) -> Result<(), EncodeError>
         write_display(w, v)
     } else {
         Err(EncodeError::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod div_tests {
+    #[test]
+    fn div_rem_10_is_exact() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for v in [
+            0,
+            9,
+            10,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ]
+        .into_iter()
+        .chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        })) {
+            assert_eq!(super::div_rem_10(v), (v / 10, (v % 10) as u8), "{v}");
+        }
     }
 }

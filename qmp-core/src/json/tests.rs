@@ -205,3 +205,72 @@ fn parse() {
     let e = raw("\"x\"").parse::<u32>().unwrap_err();
     assert!(format!("{e}").starts_with("cannot parse JSON value"));
 }
+
+/// `as_i64`/`as_u64` give what `str::parse` gave them on integer tokens,
+/// and `parse_integer` with `plus` what it gives on any text.
+#[test]
+fn integers_as_str_parse() {
+    let mut cases: Vec<String> = [
+        "",
+        "-",
+        "+",
+        "0",
+        "-0",
+        "+0",
+        "00",
+        "-00",
+        "+-1",
+        "-+1",
+        "1-",
+        " 1",
+        "1 ",
+        "1.0",
+        "1e2",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-18446744073709551615",
+        "-18446744073709551616",
+        "99999999999999999999",
+        "184467440737095516150",
+        "0018446744073709551615",
+        "\u{e9}",
+    ]
+    .iter()
+    .map(|s| String::from(*s))
+    .collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = x >> (x % 64);
+        cases.push(format!("{v}"));
+        cases.push(format!("-{v}"));
+    }
+    for s in &cases {
+        let r = RawJson::assume_validated(s.as_bytes());
+        let integer = {
+            let d = s.strip_prefix('-').unwrap_or(s);
+            !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+        };
+        let want_i64 = if integer { s.parse::<i64>().ok() } else { None };
+        let want_u64 = if integer {
+            match s.parse::<i64>() {
+                Ok(v) => u64::try_from(v).ok(),
+                Err(_) => s.parse::<u64>().ok(),
+            }
+        } else {
+            None
+        };
+        assert_eq!(r.as_i64(), want_i64, "{s:?}");
+        assert_eq!(r.as_u64(), want_u64, "{s:?}");
+        let got = parse_integer(s.as_bytes(), true);
+        assert_eq!(got.and_then(signed), s.parse::<i64>().ok(), "{s:?}");
+        let unsigned = got.and_then(|(neg, v)| (!neg).then_some(v));
+        assert_eq!(unsigned, s.parse::<u64>().ok(), "{s:?}");
+    }
+}

@@ -370,7 +370,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 /// The end (just past the closing quote) of a plain string starting at
 /// `win[i]` (a `"`), if it closes within `win` with nothing but printable
 /// ASCII other than `\` in between.
-#[inline(always)]
+#[inline(never)]
 fn plain_string(win: &[u8], i: usize) -> Option<usize> {
     let body = i + 1;
     if let Some(w) = win.get(body..body + 16) {
@@ -417,7 +417,7 @@ fn clean_end(b: u8) -> bool {
 /// lies within `win` and the byte after it (looked at, not consumed) is in
 /// `input` and ends it cleanly. Fractions and exponents are left to the
 /// general machine.
-#[inline(always)]
+#[inline(never)]
 fn number(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
     if win.get(j) == Some(&b'-') {
@@ -441,7 +441,7 @@ fn number(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
 
 /// The end of `true`, `false` or `null` starting at `win[i]`, if it lies
 /// within `win` and the byte after it is in `input` and ends it cleanly.
-#[inline(always)]
+#[inline(never)]
 fn keyword(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
     let rest = win.get(i..)?;
     let len = if rest.starts_with(b"true") || rest.starts_with(b"null") {

@@ -80,8 +80,8 @@ pub enum Expected<'s> {
 
 impl Expected<'_> {
     /// QEMU's word for it (an alternate's name for alternates).
-    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+    fn write(&self, put: &mut dyn FnMut(&str)) {
+        put(match self {
             Expected::String => "string",
             Expected::Integer => "integer",
             Expected::Number => "number",
@@ -89,7 +89,7 @@ impl Expected<'_> {
             Expected::Null => "null",
             Expected::Object => "object",
             Expected::Array => "array",
-            Expected::Alternate(name) => return fmt::Display::fmt(name, f),
+            Expected::Alternate(name) => return name.write_lossy(put),
         })
     }
 }
@@ -136,81 +136,109 @@ impl<'a, 's> CheckError<'a, 's> {
     }
 
     /// Writes the path as QEMU does (`a[2].b`), `member` appended.
-    fn write_path(&self, f: &mut fmt::Formatter<'_>, member: Option<&Name<'_>>) -> fmt::Result {
+    fn write_path(&self, put: &mut dyn FnMut(&str), member: Option<&Name<'_>>) {
         let mut first = true;
         for seg in self.path() {
             match seg {
                 Segment::Member(k) => {
                     if !first {
-                        f.write_str(".")?;
+                        put(".");
                     }
-                    fmt::Display::fmt(&k, f)?;
+                    k.write_lossy(put);
                 }
-                Segment::Index(i) => write!(f, "[{i}]")?,
+                Segment::Index(i) => {
+                    put("[");
+                    write_usize(put, i);
+                    put("]");
+                }
             }
             first = false;
         }
         if let Some(m) = member {
             if !first {
-                f.write_str(".")?;
+                put(".");
             }
-            fmt::Display::fmt(m, f)?;
+            m.write_lossy(put);
         }
-        Ok(())
     }
 
     /// Writes the member's own name, `null` for a list element (QEMU's
     /// `name ? name : "null"`).
-    fn write_bare(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn write_bare(&self, put: &mut dyn FnMut(&str)) {
         match self.path().last() {
-            Some(Segment::Member(k)) => fmt::Display::fmt(&k, f),
-            _ => f.write_str("null"),
+            Some(Segment::Member(k)) => k.write_lossy(put),
+            _ => put("null"),
         }
+    }
+
+    /// Writes QEMU's `desc` for the error (what `Display` writes) as
+    /// pieces of UTF-8 text, without `core::fmt`.
+    pub fn write_desc(&self, put: &mut dyn FnMut(&str)) {
+        match self.kind {
+            CheckErrorKind::Missing { member } => {
+                put("Parameter '");
+                self.write_path(put, Some(&member));
+                put("' is missing");
+            }
+            CheckErrorKind::Unexpected => {
+                put("Parameter '");
+                self.write_path(put, None);
+                put("' is unexpected");
+            }
+            CheckErrorKind::WrongType { expected } => {
+                put("Invalid parameter type for '");
+                match expected {
+                    Expected::Alternate(_) => self.write_bare(put),
+                    _ => self.write_path(put, None),
+                }
+                put("', expected: ");
+                expected.write(put);
+            }
+            CheckErrorKind::NotInEnum => {
+                put("Parameter '");
+                self.write_bare(put);
+                put("' does not accept value '");
+                if let Some(s) = self.value().and_then(|v| v.as_json_str()) {
+                    s.write_lossy(put);
+                }
+                put("'");
+            }
+            CheckErrorKind::UnknownCommand => {
+                put("The command ");
+                put(self.command.unwrap_or(""));
+                put(" has not been found");
+            }
+            CheckErrorKind::BrokenSchema => put("the schema names a type it lacks"),
+            CheckErrorKind::TooDeep => put("types nested too deep to check"),
+        }
+    }
+}
+
+/// `v` in decimal.
+fn write_usize(put: &mut dyn FnMut(&str), mut v: usize) {
+    const DIGITS: &str = "0123456789";
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    while let Some(d) = digits.get_mut(n) {
+        *d = (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(..n).unwrap_or_default().iter().rev() {
+        let d = usize::from(d);
+        put(DIGITS.get(d..d + 1).unwrap_or("0"));
     }
 }
 
 /// QEMU's `desc` for the error.
 impl fmt::Display for CheckError<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            CheckErrorKind::Missing { member } => {
-                f.write_str("Parameter '")?;
-                self.write_path(f, Some(&member))?;
-                f.write_str("' is missing")
-            }
-            CheckErrorKind::Unexpected => {
-                f.write_str("Parameter '")?;
-                self.write_path(f, None)?;
-                f.write_str("' is unexpected")
-            }
-            CheckErrorKind::WrongType { expected } => {
-                f.write_str("Invalid parameter type for '")?;
-                match expected {
-                    Expected::Alternate(_) => self.write_bare(f)?,
-                    _ => self.write_path(f, None)?,
-                }
-                f.write_str("', expected: ")?;
-                expected.write(f)
-            }
-            CheckErrorKind::NotInEnum => {
-                f.write_str("Parameter '")?;
-                self.write_bare(f)?;
-                f.write_str("' does not accept value '")?;
-                if let Some(s) = self.value().and_then(|v| v.as_json_str()) {
-                    fmt::Display::fmt(&s, f)?;
-                }
-                f.write_str("'")
-            }
-            CheckErrorKind::UnknownCommand => {
-                write!(
-                    f,
-                    "The command {} has not been found",
-                    self.command.unwrap_or("")
-                )
-            }
-            CheckErrorKind::BrokenSchema => f.write_str("the schema names a type it lacks"),
-            CheckErrorKind::TooDeep => f.write_str("types nested too deep to check"),
-        }
+        let mut r = Ok(());
+        self.write_desc(&mut |s| r = r.and_then(|()| f.write_str(s)));
+        r
     }
 }
 

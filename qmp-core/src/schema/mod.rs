@@ -59,6 +59,7 @@ pub mod decl;
 mod entry;
 mod error;
 mod index;
+#[cfg(feature = "introspection")]
 pub(crate) mod introspect;
 pub mod model;
 pub mod path;
@@ -137,6 +138,17 @@ impl PartialEq for Name<'_> {
 }
 
 impl Eq for Name<'_> {}
+
+impl Name<'_> {
+    /// The decoded name as pieces of UTF-8 text, what `Display` writes,
+    /// without `core::fmt`.
+    pub(crate) fn write_lossy(&self, put: &mut dyn FnMut(&str)) {
+        match self {
+            Name::Str(s) => put(s),
+            Name::Json(s) => s.write_lossy(put),
+        }
+    }
+}
 
 impl core::fmt::Display for Name<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

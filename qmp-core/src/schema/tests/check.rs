@@ -153,6 +153,18 @@ fn declarations_check_like_the_schema_says() {
         check(br#"{"kind": "b", "list": [{"x": 1, "y": 2}]}"#),
         "Parameter 'list[0].y' is unexpected"
     );
+    // Indices of several digits (written without `core::fmt`).
+    for (at, want) in [(10, "list[10].x"), (123, "list[123].x")] {
+        let mut args = String::from(r#"{"kind": "b", "list": ["#);
+        for _ in 0..at {
+            args.push_str(r#"{"x": 1}, "#);
+        }
+        args.push_str("{}]}");
+        assert_eq!(
+            check(args.as_bytes()),
+            format!("Parameter '{want}' is missing")
+        );
+    }
     assert_eq!(check(br#"{"kind": "b", "ref": "n"}"#), "ok");
     assert_eq!(check(br#"{"kind": "b", "ref": {"x": 2}}"#), "ok");
     assert_eq!(

@@ -2,6 +2,7 @@
 
 mod check;
 mod entry;
+#[cfg(feature = "introspection")]
 mod introspect;
 mod path;
 
