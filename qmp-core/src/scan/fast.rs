@@ -95,9 +95,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // `pos` advances with `i`: pos = i + base (mod 2^n).
         let base = self.st.pos.wrapping_sub(start);
         let max_depth = i64::from(self.cfg.max_depth);
-        // Loop-invariant: the checks it gates are a register test when the
-        // duplicate-key check is off (clients), not a load per value.
-        let dups = self.dups;
         let mut i = start;
         let mut depth = self.st.depth;
         // The innermost container is an array; it is the top-level object.
@@ -132,7 +129,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     i += 1;
                     ntok += 1;
-                    if dups && !arr && self.st.top == depth {
+                    if !arr && self.dups && self.st.top == depth {
                         self.st.pos = i.wrapping_add(base);
                         self.st.depth = depth;
                         self.st.gram = Gram::CommaOrEnd;
@@ -144,7 +141,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     depth -= 1;
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
-                    if dups && !arr && self.member_repeats(depth) {
+                    if !arr && self.member_repeats(depth) {
                         break;
                     }
                     if top && !self.fast_member(input, seg, i, base, depth) {
@@ -185,7 +182,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         let key_at = i;
                         i = e;
                         ntok += 1;
-                        if dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
+                        if self.dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
                             self.st.pos = i.wrapping_add(base);
                             self.st.depth = depth;
                             self.st.gram = at.gram();
@@ -225,7 +222,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         arr = bit(&self.arrays, depth - 1);
                         top = depth == 1 && !arr;
                         at = At::After;
-                        if dups && !arr && self.member_repeats(depth) {
+                        if !arr && self.member_repeats(depth) {
                             break;
                         }
                         if top && !self.fast_member(input, seg, i, base, depth) {
@@ -290,7 +287,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     arr = bit(&self.arrays, depth - 1);
                     top = depth == 1 && !arr;
                     at = At::After;
-                    if dups && !arr && self.member_repeats(depth) {
+                    if !arr && self.member_repeats(depth) {
                         break;
                     }
                     if top && !self.fast_member(input, seg, i, base, depth) {
@@ -315,7 +312,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             // A scalar value ended at `i`.
             ntok += 1;
             at = At::After;
-            if dups && !arr && self.member_repeats(depth) {
+            if !arr && self.member_repeats(depth) {
                 break;
             }
             if top {
@@ -370,7 +367,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 /// The end (just past the closing quote) of a plain string starting at
 /// `win[i]` (a `"`), if it closes within `win` with nothing but printable
 /// ASCII other than `\` in between.
-#[inline(never)]
+// Out of line on bare-metal targets (one copy: flash), inlined on
+// hosted ones (speed: it is called for almost every token).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline(always))]
 fn plain_string(win: &[u8], i: usize) -> Option<usize> {
     let body = i + 1;
     if let Some(w) = win.get(body..body + 16) {
@@ -417,7 +417,10 @@ fn clean_end(b: u8) -> bool {
 /// lies within `win` and the byte after it (looked at, not consumed) is in
 /// `input` and ends it cleanly. Fractions and exponents are left to the
 /// general machine.
-#[inline(never)]
+// Out of line on bare-metal targets (one copy: flash), inlined on
+// hosted ones (speed: it is called for almost every token).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline(always))]
 fn number(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
     if win.get(j) == Some(&b'-') {
@@ -441,7 +444,10 @@ fn number(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
 
 /// The end of `true`, `false` or `null` starting at `win[i]`, if it lies
 /// within `win` and the byte after it is in `input` and ends it cleanly.
-#[inline(never)]
+// Out of line on bare-metal targets (one copy: flash), inlined on
+// hosted ones (speed: it is called for almost every token).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline(always))]
 fn keyword(win: &[u8], input: &[u8], i: usize) -> Option<usize> {
     let rest = win.get(i..)?;
     let len = if rest.starts_with(b"true") || rest.starts_with(b"null") {

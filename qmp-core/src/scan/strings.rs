@@ -199,7 +199,10 @@ fn hex_val(b: u8) -> Option<u32> {
 /// Length of the prefix of a string body that needs no attention: printable
 /// ASCII other than the quote and `\\`. Checked a word at a time; runs
 /// longer than 64 bytes are skipped with `memchr2` and then checked.
-#[inline(never)]
+// Out of line on bare-metal targets (one copy: flash), inlined on
+// hosted ones (speed: it is called for almost every token).
+#[cfg_attr(target_os = "none", inline(never))]
+#[cfg_attr(not(target_os = "none"), inline(always))]
 pub(super) fn string_run(rest: &[u8], quote: u8) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LO: u64 = 0x2020_2020_2020_2020;
