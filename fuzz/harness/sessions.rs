@@ -1258,10 +1258,7 @@ pub fn client(data: &[u8]) {
         client: Client::with_config(&mut buf[..], cfg),
         // The client's framer settings (`ClientConfig::new`: duplicate keys
         // are not checked).
-        shadow: Framer::with_config(
-            vec![0u8; buf_len],
-            FramerConfig::new().with_duplicate_keys(false),
-        ),
+        shadow: Framer::with_config(vec![0u8; buf_len], cfg.framer()),
         now: 0,
         to_client: Vec::new(),
         pending: BTreeMap::new(),

@@ -21,7 +21,7 @@
 //! * grammar errors ([`FrameError::Syntax`]) are reported when the message
 //!   ends, with the text of the first error in parse order, like QEMU's
 //!   parser; that includes `duplicate key` in any object at any depth (see
-//!   `dups.rs`; [`FramerConfig::with_duplicate_keys`] switches it off);
+//!   `dups.rs`; feature `duplicate-keys`, see [`FramerConfig::duplicate_keys`]);
 //! * QEMU's streamer limits are checked on every token, whatever our buffer
 //!   made of the message: nesting deeper than the limit (1024 by default,
 //!   [`FrameError::DepthLimit`]), [`MAX_TOKEN_SIZE`] bytes of tokens in a
@@ -48,7 +48,9 @@
 //! first and last token of a message, a fast path with the grammar laid out
 //! as code takes the common tokens (plain strings, integers, keywords,
 //! structure) and hands anything else back to the state machine at a token
-//! boundary, so every chunking still gives the same frames.
+//! boundary, so every chunking still gives the same frames (feature
+//! `fast-path`, on by default; without it the state machine takes every
+//! byte).
 //!
 //! ```
 //! use qmp_core::scan::{Frame, FrameError, Framer};

@@ -138,7 +138,7 @@ impl ClientConfig {
             negotiation: Negotiation::Auto,
             oob: true,
             max_in_band: 8,
-            framer: FramerConfig::new().with_duplicate_keys(false),
+            framer: FramerConfig::new().without_duplicate_keys(),
         }
     }
 

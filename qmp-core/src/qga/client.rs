@@ -126,7 +126,7 @@ impl QgaConfig {
     /// The defaults.
     pub const fn new() -> Self {
         QgaConfig {
-            framer: FramerConfig::new().with_duplicate_keys(false),
+            framer: FramerConfig::new().without_duplicate_keys(),
         }
     }
 

@@ -51,12 +51,14 @@ impl Default for FramerConfig {
 
 impl FramerConfig {
     /// QEMU's rules: nesting limit 1024, [`Dialect::Qemu`], duplicate keys
-    /// rejected in every object; QEMU's token limits always apply.
+    /// rejected in every object (with the `duplicate-keys` feature, on by
+    /// default; see [`FramerConfig::duplicate_keys`]); QEMU's token limits
+    /// always apply.
     pub const fn new() -> Self {
         FramerConfig {
             max_depth: MAX_DEPTH,
             dialect: Dialect::Qemu,
-            duplicate_keys: true,
+            duplicate_keys: cfg!(feature = "duplicate-keys"),
         }
     }
 
@@ -79,14 +81,29 @@ impl FramerConfig {
     /// [`Dialect::Qemu`] dialect only (RFC 8259 allows duplicates) and not to
     /// [`validate`](super::validate), which keeps no bytes. A client may
     /// switch it off to read large replies faster.
+    #[cfg(feature = "duplicate-keys")]
     #[must_use]
     pub const fn with_duplicate_keys(mut self, on: bool) -> Self {
         self.duplicate_keys = on;
         self
     }
 
-    /// Whether duplicate keys are checked (see
-    /// [`FramerConfig::with_duplicate_keys`]).
+    /// The same settings with duplicate keys not checked (the clients').
+    pub(crate) const fn without_duplicate_keys(mut self) -> Self {
+        self.duplicate_keys = false;
+        self
+    }
+
+    /// Whether duplicate keys are checked.
+    ///
+    /// The check is compiled in with the `duplicate-keys` feature (on by
+    /// default; about 3 KB of flash on a Cortex-M, and 400 instructions per
+    /// small request). Without it, this is `false` and a message with a
+    /// repeated key is taken, where QEMU answers `JSON parse error,
+    /// duplicate key`: lookups (`Message::get`, `RawJson::get`, the
+    /// argument checks) read the key's first occurrence, and
+    /// `Message::request` reads the envelope's (`execute`, `arguments`,
+    /// `id`) last one.
     pub const fn duplicate_keys(&self) -> bool {
         self.duplicate_keys
     }

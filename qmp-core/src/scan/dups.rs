@@ -74,10 +74,18 @@ const OFF: u32 = HDR - 1;
 const SMALL: usize = 12;
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
+    /// Whether duplicate keys are checked: set for this framer, and compiled
+    /// in (feature `duplicate-keys`; without it, a constant `false` that
+    /// takes every path into this file out of the image).
+    #[inline(always)]
+    pub(super) fn dups_on(&self) -> bool {
+        cfg!(feature = "duplicate-keys") && self.dups
+    }
+
     /// Whether keys are being tracked for the current message.
     #[inline(always)]
     pub(super) fn dup_active(&self) -> bool {
-        self.dups && self.st.skip == Skip::No && self.st.err.is_none()
+        self.dups_on() && self.st.skip == Skip::No && self.st.err.is_none()
     }
 
     /// The lowest byte of the stack (the buffer's length when it is empty).
@@ -192,6 +200,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// segment and empties the stack. `last` is set at the first grammar
     /// error: members still being read are left out.
     pub(super) fn dup_spill(&mut self, last: bool) {
+        if !self.dups_on() {
+            return;
+        }
         let cap = self.buf.as_ref().len();
         let mut lo = self.stack_lo();
         let mut dup = false;

@@ -68,7 +68,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// stored and validated.
     #[inline(always)]
     pub(super) fn fast_ok(&self) -> bool {
-        self.st.in_msg && self.st.depth > 0 && self.st.skip == Skip::No && self.st.err.is_none()
+        cfg!(feature = "fast-path")
+            && self.st.in_msg
+            && self.st.depth > 0
+            && self.st.skip == Skip::No
+            && self.st.err.is_none()
     }
 
     /// Consumes the tokens it can from `input[start..]` (see the module
@@ -129,7 +133,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                     }
                     i += 1;
                     ntok += 1;
-                    if !arr && self.dups && self.st.top == depth {
+                    if !arr && self.dups_on() && self.st.top == depth {
                         self.st.pos = i.wrapping_add(base);
                         self.st.depth = depth;
                         self.st.gram = Gram::CommaOrEnd;
@@ -182,7 +186,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         let key_at = i;
                         i = e;
                         ntok += 1;
-                        if self.dups && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS) {
+                        if self.dups_on()
+                            && (!top || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS)
+                        {
                             self.st.pos = i.wrapping_add(base);
                             self.st.depth = depth;
                             self.st.gram = at.gram();

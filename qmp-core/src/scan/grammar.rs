@@ -93,7 +93,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 Tok::Str => {
                     // The top level's first members are checked against each
                     // other as they complete (`member`).
-                    if self.dups
+                    if self.dups_on()
                         && (self.st.depth > 1 || usize::from(self.st.nmem) >= MAX_TRACKED_MEMBERS)
                     {
                         self.dup_key(self.st.depth - 1, start, input, seg, i);
@@ -174,7 +174,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 
     fn close(&mut self, end: usize, input: &[u8], seg: &mut usize, i: usize) {
         let level = self.st.depth - 1;
-        if self.dups && !self.is_array(level) {
+        if self.dups_on() && !self.is_array(level) {
             self.dup_close(level, input, seg, i);
             if self.st.err.is_some() {
                 return;
@@ -220,7 +220,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         };
         self.note_id(&span);
         let n = usize::from(self.st.nmem);
-        if self.dups && n < MAX_TRACKED_MEMBERS && self.repeats_tracked(&span, n) {
+        if self.dups_on() && n < MAX_TRACKED_MEMBERS && self.repeats_tracked(&span, n) {
             self.dup_found();
             return;
         }

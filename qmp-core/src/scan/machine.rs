@@ -174,7 +174,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     #[cold]
     #[inline(never)]
     fn flush_slow(&mut self, mut src: &[u8], mut at: usize, lo: usize) {
-        if self.st.stack_len > 0 {
+        if self.dups_on() && self.st.stack_len > 0 {
             // Copy what lies below the stack (every key it refers to), let
             // it spill, and copy the rest.
             let below = lo.saturating_sub(at).min(src.len());
@@ -286,7 +286,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let (i, mut out) = self.scan(input, &mut seg);
         self.flush(input, &mut seg, i);
         if let Some(Out::Syntax(e)) = &mut out {
-            if self.st.stack_len > 0 && self.dups {
+            if self.st.stack_len > 0 && self.dups_on() {
                 // A grammar error: QEMU parsed the members completed before
                 // it, and a duplicate among them came first.
                 self.dup_spill(true);
