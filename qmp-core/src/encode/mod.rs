@@ -14,7 +14,8 @@
 //! * object members come out in QDict order ([`qdict_bucket`] ascending,
 //!   the most recently inserted key first within a bucket). The envelopes
 //!   and [`RawJson`] values (re-serialised by [`write_value_qemu`]) follow
-//!   it. Values written through [`Ser`] (serde) keep their field order: a
+//!   it (for `RawJson`, with the `qdict-order` feature, on by default;
+//!   without it their members keep their input order). Values written through [`Ser`] (serde) keep their field order: a
 //!   byte-exact QEMU imitation must declare its struct fields in QDict order.
 //!
 //! Values are passed as `&dyn` [`WriteJson`]: a [`RawJson`] (re-serialised

@@ -219,8 +219,22 @@ fn emit<'a>(
     stack.push(frame).map_err(|_| EncodeError::Unsupported)
 }
 
-/// Writes `value` in QEMU's form and key order, without recursion.
+/// Writes `value` in QEMU's form, and in QEMU's key order with the
+/// `qdict-order` feature (input order without it), without recursion.
 pub(super) fn write_raw(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), EncodeError> {
+    write_raw_as(w, value, cfg!(feature = "qdict-order"))
+}
+
+/// [`write_raw`], in QDict order when `ordered` (both forms are tested
+/// whatever the features).
+pub(super) fn write_raw_as(
+    w: &mut JsonWriter<'_>,
+    value: RawJson<'_>,
+    ordered: bool,
+) -> Result<(), EncodeError> {
+    if !ordered {
+        return write_stream(w, value);
+    }
     let mut stack = heapless::Vec::new();
     let mut order = Order::new();
     emit(w, value, &mut stack, &mut order)?;
@@ -332,7 +346,9 @@ fn write_stream(w: &mut JsonWriter<'_>, value: RawJson<'_>) -> Result<(), Encode
 /// Re-serialises validated JSON exactly as QEMU would after parsing it (no
 /// line ending): QEMU's spacing, strings re-escaped to ASCII, numbers
 /// re-printed (`0.1` → `0.10000000000000001`, `-0` → `0`), and object
-/// members in QDict order (`{"b":2,"a":1}` → `{"a": 1, "b": 2}`).
+/// members in QDict order (`{"b":2,"a":1}` → `{"a": 1, "b": 2}`; feature
+/// `qdict-order`, on by default: without it members keep their input
+/// order).
 ///
 /// No recursion and no allocation: an explicit stack of 32 levels
 /// (containers nested deeper keep their input member order) and a table

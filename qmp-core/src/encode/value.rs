@@ -22,7 +22,8 @@ pub trait WriteJson {
 
 /// Validated JSON is re-serialised as QEMU would after parsing it: compact
 /// or pretty spacing, strings re-escaped, numbers re-printed, members in
-/// QDict order (see [`write_value_qemu`](super::write_value_qemu)).
+/// QDict order (feature `qdict-order`, on by default; input order without
+/// it). See [`write_value_qemu`](super::write_value_qemu).
 impl WriteJson for RawJson<'_> {
     fn write_json(&self, w: &mut JsonWriter<'_>) -> Result<(), EncodeError> {
         write_raw(w, *self)

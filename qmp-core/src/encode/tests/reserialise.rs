@@ -159,6 +159,44 @@ fn random_objects_in_qdict_order() {
     }
 }
 
+/// Without the `qdict-order` feature: QEMU's spacing, escapes and numbers,
+/// members in input order (at every depth).
+#[test]
+fn input_order_without_qdict_order() {
+    let unordered = |input: &str, style: Style| {
+        let mut buf = vec![0u8; 256];
+        let mut w = crate::encode::JsonWriter::new(&mut buf, style);
+        crate::encode::reserialise::write_raw_as(&mut w, raw(input.as_bytes()), false).unwrap();
+        let n = w.finish().unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    };
+    assert_eq!(
+        unordered(r#"{"major":10,"minor":0,"micro":2}"#, Style::QMP),
+        r#"{"major": 10, "minor": 0, "micro": 2}"#
+    );
+    assert_eq!(
+        unordered(
+            r#" { "id" : {"b":[1,'x\u00e9'],"a":-0}, "error":{}, "return" : [ ] } "#.trim(),
+            Style::QMP
+        ),
+        r#"{"id": {"b": [1, "x\u00E9"], "a": 0}, "error": {}, "return": []}"#
+    );
+    assert_eq!(
+        unordered(r#"{"b":[{"b":1,"a":2}],"a":[]}"#, Style::CLIENT),
+        r#"{"b":[{"b":1,"a":2}],"a":[]}"#
+    );
+    assert_eq!(
+        unordered("[null,false,true]", Style::QMP),
+        "[null, false, true]"
+    );
+    // The default build orders them.
+    assert_eq!(
+        super::qemu(r#"{"major":10,"minor":0,"micro":2}"#, Style::QMP)
+            == r#"{"micro": 2, "minor": 0, "major": 10}"#,
+        cfg!(feature = "qdict-order")
+    );
+}
+
 #[test]
 fn qemu_key_order() {
     assert_eq!(
