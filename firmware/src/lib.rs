@@ -1,14 +1,16 @@
 //! What the firmware images share: the board's UART as `embedded-io` (and
 //! `embedded-io-async`) streams, a millisecond clock from SysTick, the
 //! sleep that waits for the UART or the clock, a bare-metal `block_on`,
-//! the stack high-water mark and semihosting output.
+//! the stack high-water mark, semihosting output, and compact `memcpy` /
+//! `memset` (`mem.rs`).
 //!
 //! `unsafe` is confined to register access (the board module, the NVIC
-//! lines, the stack paint) and the handful of linker symbols; qmp-core
-//! itself is `forbid(unsafe_code)`.
+//! lines, the stack paint), the handful of linker symbols and the memory
+//! routines' assembly; qmp-core itself is `forbid(unsafe_code)`.
 #![no_std]
 
 pub mod board;
+mod mem;
 pub mod monitor;
 
 use core::convert::Infallible;
