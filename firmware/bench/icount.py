@@ -41,7 +41,7 @@ def breakdown(board, elf):
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "exec.log")
         qemu(board, elf, ["-d", "in_asm,exec,nochain", "-D", log])
-        sizes, rounds, cur = {}, [], None
+        sizes, rounds, cur, done = {}, [], None, False
         tb = re.compile(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
         insn = re.compile(r"^0x([0-9a-f]{8}):")
         fn_of = {}
@@ -51,8 +51,13 @@ def breakdown(board, elf):
                 if m:
                     pc = int(m.group(1), 16)
                     if pc in start:
-                        rounds.append(collections.Counter())
-                    if rounds:
+                        # The third mark ends the second round (what runs
+                        # after it, the report, is no part of a round).
+                        if len(rounds) == 2:
+                            done = True
+                        else:
+                            rounds.append(collections.Counter())
+                    if rounds and not done:
                         fn = fn_of.get(pc)
                         if fn is None:
                             i = bisect.bisect_right(addrs, pc) - 1
@@ -94,7 +99,7 @@ def main():
         diff = breakdown(board, elf)
         n = sum(diff.values()) / per  # 2N requests
         print("per request, by function (from the execution log):")
-        for name, v in diff.most_common(20):
+        for name, v in diff.most_common(int(os.environ.get("ICOUNT_ROWS", "20"))):
             if v > 0:
                 print(f"  {v / n:8.0f}  {100 * v / n / per:5.1f}%  {name}")
 

@@ -128,7 +128,8 @@ static mut BUFFERS: Buffers = Buffers::new();
 /// Whether the round's input was all read (for the application).
 static INPUT_DONE: AtomicBool = AtomicBool::new(false);
 
-/// Marks the start of a round in TCG's execution log (`icount.py`).
+/// Marks the start of a round, and the end of the last, in TCG's
+/// execution log (`icount.py`).
 #[inline(never)]
 fn mark(round: u32) {
     core::hint::black_box(round);
@@ -175,6 +176,8 @@ fn main() -> ! {
     let buffers = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
     let a = round(buffers, N, reload);
     let b = round(buffers, 3 * N, reload);
+    // The end of the second round, for `icount.py`.
+    mark(0);
     host::write(b"board: ");
     host::write(board::NAME.as_bytes());
     host::write(b"\nchunk: ");
