@@ -493,14 +493,16 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// agent sends an error reply in its place.
     pub fn complete(&mut self, token: ReplyToken, reply: Reply<'_>) -> Result<(), CompleteError> {
         let style = self.core.cfg.style;
-        let (body, oob, parsed) = match (self.oob_req, self.head) {
+        // (By reference: `Head` is copied with a `memcpy` call on a
+        // Cortex-M.)
+        let (body, oob, parsed) = match (&self.oob_req, &self.head) {
             (
                 Oob::Pending {
                     token: t,
                     handed: true,
                 },
                 _,
-            ) if t == token.0 => (self.framer.last_message(), true, None),
+            ) if *t == token.0 => (self.framer.last_message(), true, None),
             (
                 _,
                 Head::Running {
@@ -508,10 +510,10 @@ impl<'a, 'b> Agent<'a, 'b> {
                     handed: true,
                     req,
                 },
-            ) if t == token.0 => (
+            ) if *t == token.0 => (
                 self.queue.front().map(|(_, _, b)| b).unwrap_or(&[]),
                 false,
-                req,
+                req.as_ref(),
             ),
             _ => return Err(CompleteError::UnknownToken),
         };
@@ -559,7 +561,9 @@ impl<'a, 'b> Agent<'a, 'b> {
             self.oob_req = Oob::Fallback(why);
             self.answer_oob();
         } else {
-            self.head = Head::Fallback { req: parsed, why };
+            if let Head::Running { req, .. } = self.head {
+                self.head = Head::Fallback { req, why };
+            }
             self.pump();
         }
         Err(err)
@@ -628,21 +632,18 @@ impl<'a, 'b> Agent<'a, 'b> {
             };
             return incoming(self.framer.last_message(), token);
         }
+        // (In place: `Head` is copied with a `memcpy` call on a Cortex-M.)
         if let Head::Running {
             token,
-            handed: false,
+            handed: handed @ false,
             req,
-        } = self.head
+        } = &mut self.head
         {
-            self.head = Head::Running {
-                token,
-                handed: true,
-                req,
-            };
+            *handed = true;
             let (_, _, body) = self.queue.front()?;
             return match req {
-                Some(req) => req.incoming(body, token),
-                None => incoming(body, token),
+                Some(req) => req.incoming(body, *token),
+                None => incoming(body, *token),
             };
         }
         None
@@ -762,9 +763,10 @@ impl<'a, 'b> Agent<'a, 'b> {
                 return;
             };
             let style = self.core.cfg.style;
-            let result = match (self.head, kind) {
+            let result = match (&self.head, kind) {
                 (Head::Running { .. }, _) => return,
                 (Head::Fallback { req, why }, _) => {
+                    let why = *why;
                     let id = match req {
                         Some(p) => p.id(body),
                         None => Message::from_validated(body).get("id"),
@@ -888,7 +890,7 @@ impl<'a> Core<'a, '_> {
             Some(spec) if qga && spec.name() == "guest-sync-delimited" => {
                 Lookup::Builtin(Builtin::GuestSync { delimited: true })
             }
-            Some(spec) => Lookup::Found(*spec),
+            Some(spec) => Lookup::Found(spec),
         }
     }
 
@@ -946,7 +948,7 @@ impl<'a> Core<'a, '_> {
             Lookup::Builtin(Builtin::GuestSync { delimited }) => self
                 .out
                 .write(|o| crate::qga::agent::guest_sync(o, style, req, delimited)),
-            Lookup::Found(spec) => match check_declared(&spec, req.arguments) {
+            Lookup::Found(spec) => match check_declared(spec, req.arguments) {
                 Ok(()) => {
                     return Dispatched::ToApp {
                         success_response: spec.success_response(),
@@ -1007,7 +1009,9 @@ enum Builtin {
 enum Lookup<'a> {
     NotFound,
     Builtin(Builtin),
-    Found(CommandSpec<'a>),
+    /// (By reference: a `CommandSpec` is copied with a `memcpy` call on a
+    /// Cortex-M.)
+    Found(&'a CommandSpec<'a>),
 }
 
 impl fmt::Debug for Agent<'_, '_> {

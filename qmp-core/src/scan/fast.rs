@@ -13,6 +13,9 @@
 //! input still gives the same frames: the fast path only changes how fast
 //! they come.
 
+#[cfg(not(target_pointer_width = "64"))]
+use super::strings::WORD;
+use super::strings::{special_in, word};
 use super::{
     bit, set_bit, string_run, Framer, Gram, Skip, MAX_TOKEN_COUNT, MAX_TOKEN_SIZE,
     MAX_TRACKED_MEMBERS,
@@ -380,15 +383,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
 fn plain_string(win: &[u8], i: usize) -> Option<usize> {
     let body = i + 1;
     if let Some(w) = win.get(body..body + 16) {
-        // Strings of up to 15 bytes (most keys and names) without a
-        // data-dependent branch: the first flagged byte of 16.
-        let (lo, hi) = w.split_at(8);
-        let a = special(lo);
-        let b = special(hi);
-        let (ta, tb) = (a.trailing_zeros(), b.trailing_zeros());
-        // ta + tb when the first word has nothing flagged (ta == 64).
-        let at = ((ta + (tb & 0u32.wrapping_sub(ta >> 6))) / 8) as usize;
-        if at < 16 {
+        // Strings of up to 15 bytes (most keys and names): the first
+        // flagged byte of 16, a machine word at a time.
+        if let Some(at) = first_special(w) {
             return (w.get(at) == Some(&b'"')).then_some(body + at + 1);
         }
     }
@@ -397,19 +394,35 @@ fn plain_string(win: &[u8], i: usize) -> Option<usize> {
     (rest.get(run) == Some(&b'"')).then_some(body + run + 1)
 }
 
-/// The high bit of each byte of `w` (8 bytes) that is `"`, `\\`, a control
-/// byte or not ASCII, exact up to the first one (0 if none).
+/// The first byte of `w` (16 bytes) that is `"`, `\\`, a control byte or
+/// not ASCII; without a data-dependent branch on 64-bit targets.
+#[cfg(target_pointer_width = "64")]
 #[inline(always)]
-fn special(w: &[u8]) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LO: u64 = 0x2020_2020_2020_2020;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut b = [0u8; 8];
-    b.iter_mut().zip(w).for_each(|(d, s)| *d = *s);
-    let x = u64::from_le_bytes(b);
-    let xq = x ^ (ONES * u64::from(b'"'));
-    let xb = x ^ (ONES * u64::from(b'\\'));
-    ((xq.wrapping_sub(ONES) & !xq) | (xb.wrapping_sub(ONES) & !xb) | x.wrapping_sub(LO) | x) & HI
+fn first_special(w: &[u8]) -> Option<usize> {
+    let (lo, hi) = w.split_at_checked(8)?;
+    let a = special_in(word(lo), b'"');
+    let b = special_in(word(hi), b'"');
+    let (ta, tb) = (a.trailing_zeros(), b.trailing_zeros());
+    // ta + tb when the first word has nothing flagged (ta == 64).
+    let at = ((ta + (tb & 0u32.wrapping_sub(ta >> 6))) / 8) as usize;
+    (at < 16).then_some(at)
+}
+
+/// The first byte of `w` (16 bytes) that is `"`, `\\`, a control byte or
+/// not ASCII, a word at a time (64-bit arithmetic costs twice on a 32-bit
+/// core).
+#[cfg(not(target_pointer_width = "64"))]
+#[inline(always)]
+fn first_special(w: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for chunk in w.chunks_exact(WORD) {
+        let s = special_in(word(chunk), b'"');
+        if s != 0 {
+            return Some(at + (s.trailing_zeros() / 8) as usize);
+        }
+        at += WORD;
+    }
+    None
 }
 
 /// Whether `b` ends a number or keyword in a way the fast path handles: a

@@ -197,34 +197,24 @@ fn hex_val(b: u8) -> Option<u32> {
 }
 
 /// Length of the prefix of a string body that needs no attention: printable
-/// ASCII other than the quote and `\\`. Checked a word at a time; runs
-/// longer than 64 bytes are skipped with `memchr2` and then checked.
+/// ASCII other than the quote and `\\`. Checked a machine word at a
+/// time (4 bytes on a 32-bit core, where 64-bit arithmetic costs twice);
+/// runs longer than 64 bytes are skipped with `memchr2` and then checked.
 // Out of line on bare-metal targets (one copy: flash), inlined on
 // hosted ones (speed: it is called for almost every token).
 #[cfg_attr(target_os = "none", inline(never))]
 #[cfg_attr(not(target_os = "none"), inline(always))]
 pub(super) fn string_run(rest: &[u8], quote: u8) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LO: u64 = 0x2020_2020_2020_2020;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let q = ONES * u64::from(quote);
-    let bs = ONES * u64::from(b'\\');
     let mut n = 0;
-    let mut chunks = rest.chunks_exact(8);
+    let mut chunks = rest.chunks_exact(WORD);
     for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w);
-        let xq = x ^ q;
-        let xb = x ^ bs;
-        let special =
-            (xq.wrapping_sub(ONES) & !xq) | (xb.wrapping_sub(ONES) & !xb) | x.wrapping_sub(LO) | x;
-        if special & HI != 0 {
+        let special = special_in(word(chunk), quote);
+        if special != 0 {
             // Borrows only run towards more significant bytes, so the
             // lowest flagged byte is exact.
-            return n + ((special & HI).trailing_zeros() / 8) as usize;
+            return n + (special.trailing_zeros() / 8) as usize;
         }
-        n += 8;
+        n += WORD;
         if n == 64 {
             let tail = rest.get(n..).unwrap_or(&[]);
             let stop = memchr::memchr2(quote, b'\\', tail).unwrap_or(tail.len());
@@ -239,21 +229,42 @@ pub(super) fn string_run(rest: &[u8], quote: u8) -> usize {
         .count()
 }
 
+/// Bytes in a machine word.
+pub(super) const WORD: usize = core::mem::size_of::<usize>();
+const ONES: usize = usize::MAX / 0xFF;
+
+/// The little-endian word in `chunk` (`WORD` bytes; 0 if it is not).
+#[inline(always)]
+pub(super) fn word(chunk: &[u8]) -> usize {
+    // (Not `copy_from_slice` into an array: that is a `memcpy` call on a
+    // Cortex-M, and a panic path where not inlined.)
+    <[u8; WORD]>::try_from(chunk).map_or(0, usize::from_le_bytes)
+}
+
+/// The high bit of each byte of `x` that is `quote`, `\\`, a control byte
+/// or not ASCII, exact up to the first one (0 if none).
+#[inline(always)]
+pub(super) fn special_in(x: usize, quote: u8) -> usize {
+    let xq = x ^ (ONES * usize::from(quote));
+    let xb = x ^ (ONES * usize::from(b'\\'));
+    ((xq.wrapping_sub(ONES) & !xq)
+        | (xb.wrapping_sub(ONES) & !xb)
+        | x.wrapping_sub(ONES * 0x20)
+        | x)
+        & (ONES * 0x80)
+}
+
 /// Length of the prefix of `run` made of printable ASCII (0x20..0x7F),
 /// checked a word at a time.
 fn plain_prefix(run: &[u8]) -> usize {
-    const LO: u64 = 0x2020_2020_2020_2020;
-    const HI: u64 = 0x8080_8080_8080_8080;
     let mut n = 0;
-    let mut chunks = run.chunks_exact(8);
+    let mut chunks = run.chunks_exact(WORD);
     for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(w);
-        if (x.wrapping_sub(LO) | x) & HI != 0 {
+        let x = word(chunk);
+        if (x.wrapping_sub(ONES * 0x20) | x) & (ONES * 0x80) != 0 {
             break;
         }
-        n += 8;
+        n += WORD;
     }
     n + run
         .get(n..)
