@@ -410,9 +410,18 @@ impl<'a> Tokens<'a> {
 
 /// Bytes searched with a plain loop before `memchr` takes over: most keys
 /// and values are shorter, and `memchr`'s setup costs more than the loop.
+/// (Bare-metal targets go a word at a time: `bytes::find2`.)
+#[cfg(not(target_os = "none"))]
 const SHORT: usize = 16;
 
+/// The first `\\` in `bytes`, a word at a time.
+#[cfg(target_os = "none")]
+fn find_backslash(bytes: &[u8]) -> Option<usize> {
+    crate::bytes::find2(b'\\', b'\\', bytes)
+}
+
 /// The first `\\` in `bytes` (see [`SHORT`]).
+#[cfg(not(target_os = "none"))]
 fn find_backslash(bytes: &[u8]) -> Option<usize> {
     let head = bytes.get(..SHORT).unwrap_or(bytes);
     if let Some(at) = head.iter().position(|&b| b == b'\\') {
@@ -422,7 +431,14 @@ fn find_backslash(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'\\', tail).map(|at| at + SHORT)
 }
 
+/// The first `quote` or `\\` in `bytes`, a word at a time.
+#[cfg(target_os = "none")]
+fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
+    crate::bytes::find2(quote, b'\\', bytes)
+}
+
 /// The first `quote` or `\\` in `bytes` (see [`SHORT`]).
+#[cfg(not(target_os = "none"))]
 fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
     let head = bytes.get(..SHORT).unwrap_or(bytes);
     if let Some(at) = head.iter().position(|&b| b == quote || b == b'\\') {

@@ -63,6 +63,7 @@
 )]
 
 pub mod agent;
+mod bytes;
 pub mod client;
 #[cfg(any(feature = "embedded-io", feature = "embedded-io-async"))]
 pub mod drive;

@@ -318,6 +318,86 @@ impl State {
             kw_len: 0,
         }
     }
+    /// `*self = State::new()`, field by field: the assignment is a `memcpy`
+    /// and a `memclr` call on a Cortex-M, and runs once a message. (The
+    /// pattern names every field: a new one must be reset here too.)
+    #[inline]
+    fn reset(&mut self) {
+        let State {
+            in_msg,
+            ended,
+            pos,
+            skip,
+            lex,
+            tok_start,
+            braces,
+            brackets,
+            gram,
+            depth,
+            err,
+            quote,
+            esc,
+            esc_start,
+            u8_need,
+            u8_len,
+            u8_cp,
+            key_start,
+            key_end,
+            key_quote,
+            key_plain,
+            str_plain,
+            val_start,
+            nmem,
+            ws,
+            ntok,
+            first,
+            id,
+            stack_len,
+            spilled,
+            top,
+            dup_at,
+            err_gram,
+            all_tracked,
+            kw,
+            kw_len,
+        } = self;
+        *in_msg = false;
+        *ended = false;
+        *pos = 0;
+        *skip = Skip::No;
+        *lex = Lex::Start;
+        *tok_start = 0;
+        *braces = 0;
+        *brackets = 0;
+        *gram = Gram::Value;
+        *depth = 0;
+        *err = None;
+        *quote = b'"';
+        *esc = Esc::None;
+        *esc_start = 0;
+        *u8_need = 0;
+        *u8_len = 0;
+        *u8_cp = 0;
+        *key_start = 0;
+        *key_end = 0;
+        *key_quote = b'"';
+        *key_plain = true;
+        *str_plain = true;
+        *val_start = 0;
+        *nmem = 0;
+        *ws = 0;
+        *ntok = 0;
+        *first = None;
+        *id = None;
+        *stack_len = 0;
+        *spilled = false;
+        *top = 0;
+        *dup_at = 0;
+        *err_gram = Gram::Value;
+        *all_tracked = true;
+        *kw = [0; 5];
+        *kw_len = 0;
+    }
 }
 
 /// The streaming framer and scanner. `B` is the message buffer (any

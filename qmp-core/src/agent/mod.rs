@@ -379,7 +379,7 @@ impl<'a, 'b> Agent<'a, 'b> {
 
     /// Whether input would be consumed now.
     pub fn wants_input(&self) -> bool {
-        self.oob_req == Oob::None
+        matches!(self.oob_req, Oob::None)
             && self.queue.count < self.queue_limit()
             && self.queue.free() >= AgentBuffers::queue_required(self.framer.capacity())
     }
@@ -759,6 +759,11 @@ impl<'a, 'b> Agent<'a, 'b> {
             self.answer_oob();
         }
         loop {
+            // (Asked first: this runs several times a request, mostly with
+            // the head running.)
+            if matches!(self.head, Head::Running { .. }) {
+                return;
+            }
             let Some((kind, token, body)) = self.queue.front() else {
                 return;
             };

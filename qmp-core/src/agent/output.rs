@@ -100,7 +100,7 @@ impl<'b> Output<'b> {
             return None;
         }
         let src = self.buf.get(self.start..self.start + n)?;
-        buf.get_mut(..n)?.copy_from_slice(src);
+        crate::bytes::copy_prefix(buf.get_mut(..n)?, src);
         self.start += n;
         if self.start == self.end {
             self.start = 0;

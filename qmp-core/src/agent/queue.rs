@@ -50,13 +50,13 @@ impl<'b> Queue<'b> {
         let Some((head, mut body)) = dst.split_at_mut_checked(ENTRY_HEADER) else {
             return false;
         };
-        head.copy_from_slice(&header(kind, token, len));
+        crate::bytes::copy_prefix(head, &header(kind, token, len));
         for p in pieces {
             // (`total` made room for every piece.)
             let Some((now, rest)) = body.split_at_mut_checked(p.len()) else {
                 return false;
             };
-            now.copy_from_slice(p);
+            crate::bytes::copy_prefix(now, p);
             body = rest;
         }
         self.end += total;

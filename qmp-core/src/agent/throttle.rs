@@ -30,6 +30,9 @@ const FREE: Slot = Slot {
 pub(crate) struct Throttler<'b> {
     buf: &'b mut [u8],
     slots: [Slot; THROTTLE_SLOTS],
+    /// The slot whose window ends next (`u8::MAX`: none), kept as the slots
+    /// change: it is asked several times a turn.
+    next: u8,
 }
 
 /// Where an event to emit stands.
@@ -47,11 +50,13 @@ impl<'b> Throttler<'b> {
         Throttler {
             buf,
             slots: [FREE; THROTTLE_SLOTS],
+            next: u8::MAX,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.slots = [FREE; THROTTLE_SLOTS];
+        self.next = u8::MAX;
     }
 
     fn slot_len(&self) -> usize {
@@ -95,6 +100,7 @@ impl<'b> Throttler<'b> {
                 pending: 0,
             };
         }
+        self.next = self.earliest();
     }
 
     /// Renders the event pending in window `i` (replacing any).
@@ -115,16 +121,25 @@ impl<'b> Throttler<'b> {
 
     /// When the next window ends.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        // A plain loop over the fixed slots (asked several times a turn):
-        // the iterator chain made LLVM count the rest with a division, a
-        // library call on a Cortex-M0.
+        self.slots.get(usize::from(self.next)).map(|s| s.window_end)
+    }
+
+    /// The slot whose window ends next (the first of those ending then),
+    /// from the slots; `u8::MAX` when none is open.
+    fn earliest(&self) -> u8 {
+        // A plain loop over the fixed slots: the iterator chain made LLVM
+        // count the rest with a division, a library call on a Cortex-M0.
         let mut next: Option<Instant> = None;
+        let mut at = u8::MAX;
+        let mut i = 0u8;
         for s in &self.slots {
             if s.rule != u16::MAX && next.is_none_or(|n| s.window_end < n) {
                 next = Some(s.window_end);
+                at = i;
             }
+            i = i.wrapping_add(1);
         }
-        next
+        at
     }
 
     /// Ends the windows due by `now`: pending events go to `out` (and open
@@ -161,5 +176,6 @@ impl<'b> Throttler<'b> {
                 s.window_end = now.saturating_add_millis(window);
             }
         }
+        self.next = self.earliest();
     }
 }

@@ -54,9 +54,7 @@ impl<'b> JsonWriter<'b> {
     pub(super) fn put(&mut self, bytes: &[u8]) {
         let end = self.len.saturating_add(bytes.len());
         if let Some(dst) = self.out.get_mut(self.len..end) {
-            // Not `copy_from_slice`: its length check is a panic path
-            // wherever it is not inlined (opt-level "z"); see no-panic/.
-            dst.iter_mut().zip(bytes).for_each(|(d, s)| *d = *s);
+            crate::bytes::copy_prefix(dst, bytes);
         }
         self.len = end;
     }

@@ -97,7 +97,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     /// call. Call again with `&input[consumed..]` until all is consumed.
     pub fn feed(&mut self, input: &[u8]) -> Feed<'_> {
         if self.st.ended {
-            self.st = State::new();
+            self.st.reset();
         }
         self.rej = None;
         let (consumed, out) = self.run(input);
@@ -157,9 +157,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                 if end > lo {
                     self.flush_slow(src, end - n, lo);
                 } else if let Some(dst) = self.buf.as_mut().get_mut(end - n..end) {
-                    // Not `copy_from_slice`: its length check is a panic path
-                    // wherever it is not inlined (opt-level "z"); see no-panic/.
-                    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+                    crate::bytes::copy_prefix(dst, src);
                 }
             } else if self.st.skip == Skip::Limit {
                 // A limit error: what fits is kept for `rejected`.
@@ -196,7 +194,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if dst.len() < src.len() && self.st.skip == Skip::No {
             self.st.skip = Skip::Oversized;
         }
-        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+        crate::bytes::copy_prefix(dst, src);
     }
 
     /// The length of the token being lexed. QEMU's lexer cuts a token that
