@@ -238,15 +238,9 @@ fn timestamp(now: Instant) -> (i64, i64) {
 /// the arguments against the declarations).
 fn decide(req: &Incoming<'_>, running: bool) -> (Answer, u64) {
     let name = req.name;
-    // One look for escapes, then byte comparisons (names rarely have any).
-    let plain = !name.has_escapes();
-    let is = |s: &str| {
-        if plain {
-            name.raw() == s.as_bytes()
-        } else {
-            name.eq_str(s)
-        }
-    };
+    // (`eq_str` compares lengths first: only a name of the same length is
+    // compared, and looked at for escapes.)
+    let is = |s: &str| name.eq_str(s);
     if is("x-sleep") {
         let ms = req
             .arguments

@@ -539,7 +539,9 @@ impl<'a> JsonStr<'a> {
         // and never longer.
         match self.raw.len().cmp(&s.len()) {
             core::cmp::Ordering::Less => return false,
-            core::cmp::Ordering::Equal => return self.raw == s.as_bytes() && !self.has_escapes(),
+            core::cmp::Ordering::Equal => {
+                return crate::bytes::eq(self.raw, s.as_bytes()) && !self.has_escapes()
+            }
             core::cmp::Ordering::Greater if !self.has_escapes() => return false,
             core::cmp::Ordering::Greater => {}
         }

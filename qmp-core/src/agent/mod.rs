@@ -275,6 +275,10 @@ struct Core<'a, 'b> {
     out: Output<'b>,
     negotiated: bool,
     oob: bool,
+    /// The newest queue entry is the message the framer still holds (with
+    /// its member spans): dispatching it as the queue head needs no
+    /// re-scan of its members. (Here, not in `Agent`: room in padding.)
+    fresh: bool,
 }
 
 /// A monitor agent session (QMP, or the guest-agent dialect).
@@ -348,6 +352,7 @@ impl<'a, 'b> Agent<'a, 'b> {
                 out: Output::new(bufs.out),
                 negotiated: qga,
                 oob: false,
+                fresh: false,
             },
             framer: Framer::with_config(bufs.framer, cfg.framer),
             queue: Queue::new(bufs.queue),
@@ -417,27 +422,31 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// [`Agent::poll_transmit`] after each call.
     pub fn handle_input(&mut self, _now: Instant, input: &[u8]) -> usize {
         let mut used = 0;
+        // Pumped once here and after each frame: a feed that ends no
+        // message changes nothing the pump looks at.
+        self.pump();
         loop {
-            self.pump();
             if !self.wants_input() {
                 break;
             }
             let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) else {
                 break;
             };
+            self.core.fresh = false;
             let fed = self.framer.feed(rest);
             used += fed.consumed;
             let token = self.next_token;
             let oob = self.core.oob;
             let mut oob_request = false;
             match fed.frame {
-                None => {}
+                None => continue,
                 Some(Frame::Message(m)) => {
                     // QEMU's qmp_is_oob(): exec-oob present, execute absent.
                     if oob && m.get("exec-oob").is_some() && m.get("execute").is_none() {
                         oob_request = true;
                     } else {
-                        self.queue.push(EntryKind::Message, token, &[m.as_bytes()]);
+                        self.core.fresh =
+                            self.queue.push(EntryKind::Message, token, &[m.as_bytes()]);
                         self.next_token = self.next_token.wrapping_add(1);
                     }
                 }
@@ -451,8 +460,8 @@ impl<'a, 'b> Agent<'a, 'b> {
                 self.next_token = self.next_token.wrapping_add(1);
                 self.dispatch_oob(token);
             }
+            self.pump();
         }
-        self.pump();
         used
     }
 
@@ -463,6 +472,7 @@ impl<'a, 'b> Agent<'a, 'b> {
     /// greeting (QMP) is queued for [`Agent::poll_transmit`].
     pub fn handle_eof(&mut self) {
         self.queue.clear();
+        self.core.fresh = false;
         self.framer.reset();
         self.head = Head::Idle;
         self.oob_req = Oob::None;
@@ -761,7 +771,7 @@ impl<'a, 'b> Agent<'a, 'b> {
         loop {
             // (Asked first: this runs several times a request, mostly with
             // the head running.)
-            if matches!(self.head, Head::Running { .. }) {
+            if matches!(self.head, Head::Running { .. }) || self.queue.count == 0 {
                 return;
             }
             let Some((kind, token, body)) = self.queue.front() else {
@@ -785,7 +795,13 @@ impl<'a, 'b> Agent<'a, 'b> {
                     .out
                     .write(|o| encode::write_error(o, style, None, b"GenericError", &[body])),
                 (Head::Idle, EntryKind::Message) => {
-                    let msg = Message::from_validated(body);
+                    // The framer's own view (member spans) when it still
+                    // holds this message: the same bytes, found without a
+                    // re-scan; offsets into it are offsets into `body`.
+                    let msg = match self.framer.last_frame() {
+                        Some(Frame::Message(m)) if self.core.fresh && self.queue.count == 1 => m,
+                        _ => Message::from_validated(body),
+                    };
                     match msg.request(self.core.oob) {
                         Err(bad) => self
                             .core
@@ -797,7 +813,7 @@ impl<'a, 'b> Agent<'a, 'b> {
                                 self.head = Head::Running {
                                     token,
                                     handed: false,
-                                    req: Parsed::of(body, &req, success_response),
+                                    req: Parsed::of(msg.as_bytes(), &req, success_response),
                                 };
                                 return;
                             }
@@ -872,7 +888,7 @@ impl<'a> Core<'a, '_> {
         let plain = !name.has_escapes();
         let is = |s: &str| {
             if plain {
-                name.raw() == s.as_bytes()
+                crate::bytes::eq(name.raw(), s.as_bytes())
             } else {
                 name.eq_str(s)
             }
