@@ -26,6 +26,13 @@
 //!
 //! Plain harness (no criterion): each case runs for about a second and the
 //! best of five rounds is reported, in MB/s of input.
+//!
+//! Instruction counts (timed runs on a shared machine are noisy):
+//! `QMP_WIRE_CASE=TRANSCRIPT-IMPL QMP_WIRE_PASSES=N` runs one case N times,
+//! untimed, and exits — TRANSCRIPT `s2c`, `c2s` or `qga`, IMPL `ours`,
+//! `envelope` (serde_json's borrowed `RawValue` envelope) or `value`.
+//! Under `valgrind --tool=callgrind`, the difference of two runs (say 100
+//! and 1100 passes) over the difference of passes is the cost of one pass.
 
 use qmp_core::message::Inbound;
 use qmp_core::scan::{Frame, Framer, FramerConfig};
@@ -168,6 +175,30 @@ fn main() {
     // The QGA recording starts with a raw 0xFF delimiter, which serde_json
     // cannot parse: compare on the JSON after it.
     let qga = &QGA_S2C[1..];
+    if let Ok(case) = std::env::var("QMP_WIRE_CASE") {
+        let passes: usize = std::env::var("QMP_WIRE_PASSES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let client = FramerConfig::new().with_duplicate_keys(false);
+        let (data, agent, cfg) = match case.split('-').next() {
+            Some("s2c") => (S2C, false, client),
+            Some("c2s") => (C2S, true, FramerConfig::new()),
+            Some("qga") => (qga, false, client),
+            _ => panic!("QMP_WIRE_CASE: s2c, c2s or qga, then -ours, -envelope or -value"),
+        };
+        let mut n = 0;
+        for _ in 0..passes {
+            n += match case.split_once('-').map(|(_, i)| i) {
+                Some("ours") => ours(black_box(data), &mut buf, agent, cfg),
+                Some("envelope") => serde_envelope(black_box(data)),
+                Some("value") => serde_value(black_box(data)),
+                _ => panic!("QMP_WIRE_CASE: s2c, c2s or qga, then -ours, -envelope or -value"),
+            };
+        }
+        println!("{case}: {passes} passes ({n})");
+        return;
+    }
     println!("frame + scan + classify, MB/s of input (best of 5 rounds)");
     println!(
         "{:<28} {:>10} {:>14} {:>18} {:>7} {:>12} {:>7}",

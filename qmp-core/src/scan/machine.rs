@@ -304,11 +304,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         while let Some(&b) = input.get(i) {
             match self.st.lex {
                 Lex::Start => {
+                    let mut b = b;
                     if self.fast_ok() {
                         let j = self.fast(input, i, seg);
                         if j != i {
+                            // The byte that stopped the fast path is the
+                            // general machine's (the fast path would stop
+                            // there again, but for the limits' window).
                             i = j;
-                            continue;
+                            let Some(&c) = input.get(i) else { break };
+                            b = c;
                         }
                     }
                     if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
