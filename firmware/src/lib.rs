@@ -172,12 +172,7 @@ impl Uart {
     }
 
     fn put_all(buf: &[u8]) {
-        for &b in buf {
-            while !board::tx_ready() {
-                wait(true);
-            }
-            board::tx_put(b);
-        }
+        board::tx_all(buf, wait);
     }
 }
 

@@ -83,6 +83,34 @@ pub fn tx_put(b: u8) {
     TXD.write(u32::from(b));
 }
 
+/// Hands `buf` to the transmitter, a byte once the one before went,
+/// sleeping in `wait(true)` while one is going. The per-byte path reads and
+/// clears `EVENTS_TXDRDY` itself, keeping [`TX_BUSY`] out of it.
+#[inline(always)]
+pub fn tx_all(buf: &[u8], wait: fn(bool)) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let Some((&first, rest)) = buf.split_first() else {
+        return;
+    };
+    while !tx_ready() {
+        wait(true);
+    }
+    TXD.write(u32::from(first));
+    for &b in rest {
+        if EVENTS_TXDRDY.read() != 0 {
+            EVENTS_TXDRDY.write(0);
+        } else {
+            // Still going: as for a byte handed over by `tx_put`.
+            TX_BUSY.store(true, Relaxed);
+            while !tx_ready() {
+                wait(true);
+            }
+        }
+        TXD.write(u32::from(b));
+    }
+    TX_BUSY.store(true, Relaxed);
+}
+
 /// Nothing to clear: the interrupt follows `EVENTS_RXDRDY` and
 /// `EVENTS_TXDRDY`, which [`rx_take`] and [`tx_ready`] clear.
 pub fn irq_clear() {}

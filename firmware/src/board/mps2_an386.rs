@@ -65,6 +65,18 @@ pub fn tx_put(b: u8) {
     DATA.write(u32::from(b));
 }
 
+/// Hands `buf` to the transmitter, sleeping in `wait(true)` while it is
+/// full.
+#[inline(always)]
+pub fn tx_all(buf: &[u8], wait: fn(bool)) {
+    for &b in buf {
+        while !tx_ready() {
+            wait(true);
+        }
+        tx_put(b);
+    }
+}
+
 /// Clears the interrupt flags (before checking [`rx_ready`] and
 /// [`tx_ready`] and sleeping: a byte received or sent after that sets them
 /// again).
