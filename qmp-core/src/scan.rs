@@ -227,8 +227,10 @@ struct State {
     skip: Skip,
     lex: Lex,
     tok_start: usize,
-    braces: i64,
-    brackets: i64,
+    // (32 bits: a message ends at the nesting limit or when either goes
+    // negative, and 64-bit arithmetic costs twice on a 32-bit core.)
+    braces: i32,
+    brackets: i32,
     gram: Gram,
     depth: u16,
     err: Option<SynErr>,
@@ -411,9 +413,9 @@ pub struct Framer<B> {
     cfg: FramerConfig,
     st: State,
     /// Bit per nesting level: the container is an array.
-    arrays: [u64; DEPTH_WORDS],
+    arrays: [usize; DEPTH_WORDS],
     /// Bit per nesting level: the container sits where an object key belongs.
-    keys: [u64; DEPTH_WORDS],
+    keys: [usize; DEPTH_WORDS],
     members: [MemberSpan; MAX_TRACKED_MEMBERS],
     /// Whether duplicate keys are checked (QEMU's rule, message bytes kept).
     dups: bool,

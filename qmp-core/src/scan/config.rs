@@ -18,7 +18,8 @@ pub const MAX_TOKEN_COUNT: u32 = 2 << 20;
 /// found by a re-scan of the (already validated) message.
 pub const MAX_TRACKED_MEMBERS: usize = 8;
 
-pub(super) const DEPTH_WORDS: usize = MAX_DEPTH as usize / 64;
+/// Machine words of one bit per nesting level.
+pub(super) const DEPTH_WORDS: usize = MAX_DEPTH as usize / usize::BITS as usize;
 
 /// Which JSON the scanner accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -101,7 +101,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         let win = input.get(..end).unwrap_or(&[]);
         // `pos` advances with `i`: pos = i + base (mod 2^n).
         let base = self.st.pos.wrapping_sub(start);
-        let max_depth = i64::from(self.cfg.max_depth);
+        let max_depth = i32::from(self.cfg.max_depth);
         let mut i = start;
         let mut depth = self.st.depth;
         // The innermost container is an array; it is the top-level object.

@@ -48,7 +48,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         if self.st.ntok >= MAX_TOKEN_COUNT {
             return self.limit(Out::TokenCount);
         }
-        if self.st.braces + self.st.brackets > i64::from(self.cfg.max_depth) {
+        if self.st.braces + self.st.brackets > i32::from(self.cfg.max_depth) {
             return self.limit(Out::Depth);
         }
         self.st.ntok += 1;
@@ -241,17 +241,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
     }
 }
 
-pub(super) fn bit(words: &[u64; DEPTH_WORDS], level: u16) -> bool {
+// (Machine words: a 64-bit shift is a library call on a 32-bit core.)
+const WORD_BITS: usize = usize::BITS as usize;
+
+pub(super) fn bit(words: &[usize; DEPTH_WORDS], level: u16) -> bool {
     let level = usize::from(level);
     words
-        .get(level / 64)
-        .is_some_and(|w| w >> (level % 64) & 1 == 1)
+        .get(level / WORD_BITS)
+        .is_some_and(|w| w >> (level % WORD_BITS) & 1 == 1)
 }
 
-pub(super) fn set_bit(words: &mut [u64; DEPTH_WORDS], level: u16, on: bool) {
+pub(super) fn set_bit(words: &mut [usize; DEPTH_WORDS], level: u16, on: bool) {
     let level = usize::from(level);
-    if let Some(w) = words.get_mut(level / 64) {
-        let mask = 1u64 << (level % 64);
+    if let Some(w) = words.get_mut(level / WORD_BITS) {
+        let mask = 1usize << (level % WORD_BITS);
         if on {
             *w |= mask;
         } else {
