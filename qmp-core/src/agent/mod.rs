@@ -992,6 +992,15 @@ fn check_declared<'r, 'a>(
     let Some(decl) = spec.arguments() else {
         return Ok(());
     };
+    // No arguments (`{}`) for a command that declares none: nothing to
+    // check (the common case, and a walk of the schema model otherwise).
+    if arguments.is_none()
+        && decl.members().is_empty()
+        && decl.tag().is_none()
+        && decl.variants().is_empty()
+    {
+        return Ok(());
+    }
     check_arguments(&DeclModel, TypeDecl::Object(decl), arguments)
 }
 
