@@ -34,14 +34,14 @@ pub fn write_command(
     id: Option<&dyn WriteJson>,
 ) -> Result<usize, EncodeError> {
     message(out, style, |w| {
-        w.key(if exec_oob { b"exec-oob" } else { b"execute" });
+        w.plain_key(if exec_oob { b"exec-oob" } else { b"execute" });
         w.quoted(name.as_bytes());
         if let Some(arguments) = arguments {
-            w.key(b"arguments");
+            w.plain_key(b"arguments");
             arguments.write_json(w)?;
         }
         if let Some(id) = id {
-            w.key(b"id");
+            w.plain_key(b"id");
             id.write_json(w)?;
         }
         Ok(())
@@ -61,10 +61,10 @@ pub fn write_return(
     id: Option<&dyn WriteJson>,
 ) -> Result<usize, EncodeError> {
     message(out, style, |w| {
-        w.key(b"return");
+        w.plain_key(b"return");
         value.write_json(w)?;
         if let Some(id) = id {
-            w.key(b"id");
+            w.plain_key(b"id");
             id.write_json(w)?;
         }
         Ok(())
@@ -87,14 +87,14 @@ pub fn write_error(
 ) -> Result<usize, EncodeError> {
     message(out, style, |w| {
         if let Some(id) = id {
-            w.key(b"id");
+            w.plain_key(b"id");
             id.write_json(w)?;
         }
-        w.key(b"error");
+        w.plain_key(b"error");
         w.open(b'{');
-        w.key(b"class");
+        w.plain_key(b"class");
         w.quoted(class);
-        w.key(b"desc");
+        w.plain_key(b"desc");
         w.put_byte(b'"');
         escape_pieces(w, desc);
         w.put_byte(b'"');
@@ -118,17 +118,17 @@ pub fn write_event(
     microseconds: i64,
 ) -> Result<usize, EncodeError> {
     message(out, style, |w| {
-        w.key(b"timestamp");
+        w.plain_key(b"timestamp");
         w.open(b'{');
-        w.key(b"seconds");
+        w.plain_key(b"seconds");
         write_display(w, seconds)?;
-        w.key(b"microseconds");
+        w.plain_key(b"microseconds");
         write_display(w, microseconds)?;
         w.close(b'}');
-        w.key(b"event");
+        w.plain_key(b"event");
         w.quoted(name.as_bytes());
         if let Some(data) = data {
-            w.key(b"data");
+            w.plain_key(b"data");
             data.write_json(w)?;
         }
         Ok(())
@@ -150,23 +150,23 @@ pub fn write_greeting(
     capabilities: &[&str],
 ) -> Result<usize, EncodeError> {
     message(out, style, |w| {
-        w.key(b"QMP");
+        w.plain_key(b"QMP");
         w.open(b'{');
-        w.key(b"version");
+        w.plain_key(b"version");
         w.open(b'{');
-        w.key(b"qemu");
+        w.plain_key(b"qemu");
         w.open(b'{');
-        w.key(b"micro");
+        w.plain_key(b"micro");
         write_display(w, micro)?;
-        w.key(b"minor");
+        w.plain_key(b"minor");
         write_display(w, minor)?;
-        w.key(b"major");
+        w.plain_key(b"major");
         write_display(w, major)?;
         w.close(b'}');
-        w.key(b"package");
+        w.plain_key(b"package");
         w.quoted(package.as_bytes());
         w.close(b'}');
-        w.key(b"capabilities");
+        w.plain_key(b"capabilities");
         w.open(b'[');
         for cap in capabilities {
             w.prefix();

@@ -138,6 +138,17 @@ impl<'b> JsonWriter<'b> {
         self.colon();
     }
 
+    /// [`JsonWriter::key`] for one of the envelope's own keys (`return`,
+    /// `id`, `error`, …: printable ASCII that needs no escape), copied as
+    /// it is.
+    pub(super) fn plain_key(&mut self, key: &'static [u8]) {
+        self.prefix();
+        self.put_byte(b'"');
+        self.put(key);
+        self.put_byte(b'"');
+        self.colon();
+    }
+
     #[inline]
     pub(crate) fn quoted(&mut self, s: &[u8]) {
         self.put_byte(b'"');
