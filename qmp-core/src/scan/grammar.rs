@@ -29,6 +29,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         // Overflow is decided here (and at lexical errors), not where bytes
         // happen to be flushed, so that every chunking agrees.
         if self.st.skip == Skip::No && self.keep && self.st.pos > self.buf.as_ref().len() {
+            // What fits is stored first (a flush may not have been due).
+            self.flush(input, seg, i);
             self.st.skip = Skip::Oversized;
         }
         match tok {

@@ -167,6 +167,28 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
         *seg = i;
     }
 
+    /// Whether the message bytes read so far must be in the buffer before
+    /// `tok` is taken: the duplicate-key check reads the keys of the top
+    /// two levels, and a top-level member that `tok` completes is recorded
+    /// from the buffer (its key compared with `id`). Otherwise they wait
+    /// for the next flush that is due, the end of the input or the moment
+    /// the message stops fitting (`token`), which all read the same bytes.
+    #[inline(always)]
+    fn flush_due(&self, tok: Tok) -> bool {
+        self.st.depth <= 2
+            && (self.dups_on()
+                || match tok {
+                    // A value at the top level (a key there waits for its
+                    // value).
+                    Tok::Str | Tok::Number | Tok::Keyword => {
+                        self.st.depth == 1 && !matches!(self.st.gram, Gram::Key | Gram::KeyOrEnd)
+                    }
+                    // Closes a value of the top level.
+                    Tok::RCurly | Tok::RSquare => self.st.depth == 2,
+                    _ => false,
+                })
+    }
+
     /// [`Framer::flush`] when the bytes reach the duplicate-key stack (at
     /// `lo`) or the end of the buffer.
     #[cold]
@@ -351,7 +373,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                                 self.st.pos += run + 1;
                                 i += run + 1;
                                 let start = self.st.tok_start;
-                                if self.st.depth <= 2 {
+                                if self.flush_due(Tok::Str) {
                                     self.flush(input, seg, i);
                                 }
                                 if let Some(out) =
@@ -392,7 +414,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         },
                     };
                     let start = self.st.tok_start;
-                    if self.st.depth <= 2 {
+                    if self.flush_due(tok) {
                         self.flush(input, seg, i);
                     }
                     if let Some(out) = self.token(tok, start, self.st.pos, input, seg, i) {
@@ -433,7 +455,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         StrStep::End => {
                             self.st.lex = Lex::Start;
                             let start = self.st.tok_start;
-                            if self.st.depth <= 2 {
+                            if self.flush_due(Tok::Str) {
                                 self.flush(input, seg, i);
                             }
                             if let Some(out) =
@@ -520,7 +542,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
                         Tok::Number
                     };
                     let start = self.st.tok_start;
-                    if self.st.depth <= 2 {
+                    if self.flush_due(tok) {
                         self.flush(input, seg, i);
                     }
                     if let Some(out) = self.token(tok, start, self.st.pos, input, seg, i) {
