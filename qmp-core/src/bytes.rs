@@ -47,6 +47,28 @@ pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr2(a, b, hay)
 }
 
+/// The first byte of `hay` that is `a`, a word at a time.
+#[cfg(target_os = "none")]
+#[inline(never)]
+pub(crate) fn find1(a: u8, hay: &[u8]) -> Option<usize> {
+    const WORD: usize = core::mem::size_of::<usize>();
+    const ONES: usize = usize::MAX / 0xFF;
+    const HI: usize = ONES * 0x80;
+    let wa = ONES * usize::from(a);
+    let mut n = 0;
+    for chunk in hay.chunks_exact(WORD) {
+        let xa = <[u8; WORD]>::try_from(chunk).map_or(0, usize::from_le_bytes) ^ wa;
+        // The high bit of each zero byte of `xa`, exact up to the first.
+        let z = xa.wrapping_sub(ONES) & !xa & HI;
+        if z != 0 {
+            return Some(n + (z.trailing_zeros() / 8) as usize);
+        }
+        n += WORD;
+    }
+    let k = hay.get(n..)?.iter().position(|&c| c == a)?;
+    Some(n + k)
+}
+
 /// The first byte of `hay` that is `a` or `b`, a word at a time.
 #[cfg(target_os = "none")]
 #[inline(never)]

@@ -417,7 +417,7 @@ const SHORT: usize = 16;
 /// The first `\\` in `bytes`, a word at a time.
 #[cfg(target_os = "none")]
 fn find_backslash(bytes: &[u8]) -> Option<usize> {
-    crate::bytes::find2(b'\\', b'\\', bytes)
+    crate::bytes::find1(b'\\', bytes)
 }
 
 /// The first `\\` in `bytes` (see [`SHORT`]).
