@@ -33,24 +33,42 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Framer<B> {
             self.flush(input, seg, i);
             self.st.skip = Skip::Oversized;
         }
-        match tok {
-            Tok::LCurly => self.st.braces += 1,
-            Tok::RCurly => self.st.braces -= 1,
-            Tok::LSquare => self.st.brackets += 1,
-            Tok::RSquare => self.st.brackets -= 1,
-            _ => {}
-        }
+        let opens = match tok {
+            Tok::LCurly => {
+                self.st.braces += 1;
+                true
+            }
+            Tok::RCurly => {
+                self.st.braces -= 1;
+                false
+            }
+            Tok::LSquare => {
+                self.st.brackets += 1;
+                true
+            }
+            Tok::RSquare => {
+                self.st.brackets -= 1;
+                false
+            }
+            _ => false,
+        };
         // QEMU's limits (`json-streamer.c`), checked in its order before the
         // token is queued, whatever our own buffer made of the message. Each
         // drops the message so far, the current token included, and the
-        // bytes after it are read as new input.
-        if end.saturating_sub(self.st.ws) >= MAX_TOKEN_SIZE {
-            return self.limit(Out::Oversized(self.st.pos));
+        // bytes after it are read as new input. The two token limits cannot
+        // be reached before the message has that many bytes (`end` is
+        // `pos`; every token has a byte, whitespace is not counted, and
+        // `MAX_TOKEN_COUNT` is the smaller), so they are asked only then;
+        // the nesting only grows with an opener.
+        if end >= MAX_TOKEN_COUNT as usize {
+            if end.saturating_sub(self.st.ws) >= MAX_TOKEN_SIZE {
+                return self.limit(Out::Oversized(self.st.pos));
+            }
+            if self.st.ntok >= MAX_TOKEN_COUNT {
+                return self.limit(Out::TokenCount);
+            }
         }
-        if self.st.ntok >= MAX_TOKEN_COUNT {
-            return self.limit(Out::TokenCount);
-        }
-        if self.st.braces + self.st.brackets > i32::from(self.cfg.max_depth) {
+        if opens && self.st.braces + self.st.brackets > i32::from(self.cfg.max_depth) {
             return self.limit(Out::Depth);
         }
         self.st.ntok += 1;
