@@ -763,7 +763,20 @@ impl<'a, 'b> Agent<'a, 'b> {
 
     /// Answers queued in-band entries until one needs the application or the
     /// output is full.
+    // (What it would find to do asked where it is called: it is called
+    // several times a request, mostly with nothing to do.)
+    #[inline(always)]
     fn pump(&mut self) {
+        if matches!(self.oob_req, Oob::Answer | Oob::Fallback(_))
+            || (self.queue.count > 0 && !matches!(self.head, Head::Running { .. }))
+        {
+            self.pump_queue();
+        }
+    }
+
+    /// [`Agent::pump`]'s work.
+    #[inline(never)]
+    fn pump_queue(&mut self) {
         // Asked on every pump: only when the agent owes the OOB answer.
         if matches!(self.oob_req, Oob::Answer | Oob::Fallback(_)) {
             self.answer_oob();
