@@ -901,7 +901,8 @@ impl<'a> Core<'a, '_> {
         let plain = !name.has_escapes();
         let is = |s: &str| {
             if plain {
-                crate::bytes::eq(name.raw(), s.as_bytes())
+                // (Lengths here: most candidates differ in length.)
+                name.raw().len() == s.len() && crate::bytes::eq(name.raw(), s.as_bytes())
             } else {
                 name.eq_str(s)
             }
