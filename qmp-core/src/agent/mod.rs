@@ -815,18 +815,17 @@ impl<'a, 'b> Agent<'a, 'b> {
                         Some(Frame::Message(m)) if self.core.fresh && self.queue.count == 1 => m,
                         _ => Message::from_validated(body),
                     };
-                    match msg.request(self.core.oob) {
-                        Err(bad) => self
-                            .core
-                            .out
-                            .write(|o| replies::bad_request(o, style, &bad)),
-                        Ok(req) => match self.core.dispatch(&req) {
+                    // (By reference: moving the request out of the result is
+                    // a `memcpy` call on a Cortex-M.)
+                    match &msg.request(self.core.oob) {
+                        Err(bad) => self.core.out.write(|o| replies::bad_request(o, style, bad)),
+                        Ok(req) => match self.core.dispatch(req) {
                             Dispatched::Answered(r) => r,
                             Dispatched::ToApp { success_response } => {
                                 self.head = Head::Running {
                                     token,
                                     handed: false,
-                                    req: Parsed::of(msg.as_bytes(), &req, success_response),
+                                    req: Parsed::of(msg.as_bytes(), req, success_response),
                                 };
                                 return;
                             }
