@@ -697,7 +697,7 @@ impl<'a, 'b> Agent<'a, 'b> {
             Some(Lookup::Found(spec))
                 if msg
                     .request(true)
-                    .is_ok_and(|req| check_declared(&spec, req.arguments).is_err()) =>
+                    .is_ok_and(|req| check_declared(spec, req.arguments).is_err()) =>
             {
                 Oob::Answer
             }
@@ -729,7 +729,7 @@ impl<'a, 'b> Agent<'a, 'b> {
                         .out
                         .write(|o| replies::not_found(o, style, req.id, req.name)),
                     Lookup::Found(spec) if spec.allows_oob() => {
-                        match check_declared(&spec, req.arguments) {
+                        match check_declared(spec, req.arguments) {
                             Err(e) => self
                                 .core
                                 .out
