@@ -419,7 +419,7 @@ fn find_backslash(bytes: &[u8]) -> Option<usize> {
         return Some(at);
     }
     let tail = bytes.get(SHORT..)?;
-    memchr::memchr(b'\\', tail).map(|at| at + SHORT)
+    crate::find::find(b'\\', tail).map(|at| at + SHORT)
 }
 
 /// The first `quote` or `\\` in `bytes` (see [`SHORT`]).
@@ -429,7 +429,7 @@ fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
         return Some(at);
     }
     let tail = bytes.get(SHORT..)?;
-    memchr::memchr2(quote, b'\\', tail).map(|at| at + SHORT)
+    crate::find::find2(quote, b'\\', tail).map(|at| at + SHORT)
 }
 
 /// An integer's text (`-`, or with `plus` also `+`, then at least one

@@ -67,6 +67,7 @@ pub mod client;
 #[cfg(any(feature = "embedded-io", feature = "embedded-io-async"))]
 pub mod drive;
 pub mod encode;
+mod find;
 pub mod json;
 pub mod message;
 pub mod pump;
