@@ -62,21 +62,28 @@ impl Seen {
             }
             self.first_len = n;
         }
+        // The status as sent (job statuses are plain words: no escapes).
         let status = ev
             .data
             .and_then(|d| d.get("status"))
             .and_then(|s| s.as_json_str())
-            .and_then(|s| s.as_plain_str())
-            .unwrap_or("?");
-        for part in [if self.statuses_len == 0 { "" } else { " " }, status] {
-            for &b in part.as_bytes() {
+            .map_or(&b"?"[..], |s| s.raw());
+        for part in [
+            if self.statuses_len == 0 {
+                &b""[..]
+            } else {
+                b" "
+            },
+            status,
+        ] {
+            for &b in part {
                 if let Some(slot) = self.statuses.get_mut(self.statuses_len) {
                     *slot = b;
                     self.statuses_len += 1;
                 }
             }
         }
-        if status == "concluded" {
+        if status == b"concluded" {
             self.concluded = true;
         }
     }
