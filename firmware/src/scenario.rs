@@ -26,7 +26,32 @@
 use qmp_core::client::{ClientEvent, Outcome};
 use qmp_core::json::RawJson;
 
-use crate::host;
+use crate::{board, host, stack, Clock, Uart};
+
+static mut FRAMER: [u8; 512] = [0; 512];
+
+/// The start of either image: the stack painted, the clock started, the
+/// `board` line printed; the clock, the UART and the client's framer
+/// buffer.
+pub fn boot() -> (Clock, Uart, &'static mut [u8]) {
+    stack::paint();
+    let core = cortex_m::Peripherals::take().unwrap_or_else(|| fail(b"peripherals"));
+    let clock = Clock::start(core.SYST);
+    // SAFETY: `boot` runs once (`Peripherals::take` fails the second time),
+    // and nothing else uses the buffer.
+    let framer = unsafe { &mut *core::ptr::addr_of_mut!(FRAMER) };
+    line(b"board", board::NAME.as_bytes());
+    (clock, Uart::take(), &mut framer[..])
+}
+
+/// The end of a run that got this far: the stack high-water mark and
+/// `OK`, and a successful exit.
+pub fn done() -> ! {
+    host::write(b"stack-high-water: ");
+    host::write_u32(stack::high_water() as u32);
+    host::write(b"\nOK\n");
+    host::exit(true)
+}
 
 /// One call: the command, its arguments, and the report's label for its
 /// return value (none: not reported).

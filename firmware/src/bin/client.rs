@@ -10,25 +10,14 @@ use cortex_m_rt::entry;
 use qmp_core::client::{Client, ExecuteOptions};
 use qmp_core::drive::blocking::BlockingDriver;
 use qmp_core::pump::Pump;
-use qmp_firmware::scenario::{self, fail, line, Seen, Step};
-use qmp_firmware::{board, host, now_ms, stack, Clock, Uart};
-
-static mut FRAMER: [u8; 512] = [0; 512];
+use qmp_firmware::scenario::{self, fail, Seen, Step};
+use qmp_firmware::{now_ms, Uart};
 
 #[entry]
 fn main() -> ! {
-    stack::paint();
-    let core = cortex_m::Peripherals::take().unwrap_or_else(|| fail(b"peripherals"));
-    let _clock = Clock::start(core.SYST);
-    let mut uart = Uart::take();
-    // SAFETY: taken once, here.
-    let framer = unsafe { &mut *core::ptr::addr_of_mut!(FRAMER) };
-    line(b"board", board::NAME.as_bytes());
+    let (_clock, mut uart, framer) = scenario::boot();
     run(framer, &mut uart);
-    host::write(b"stack-high-water: ");
-    host::write_u32(stack::high_water() as u32);
-    host::write(b"\nOK\n");
-    host::exit(true)
+    scenario::done()
 }
 
 fn run(framer: &mut [u8], uart: &mut Uart) {
