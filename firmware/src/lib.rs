@@ -12,6 +12,7 @@
 pub mod board;
 mod mem;
 pub mod monitor;
+pub mod scenario;
 
 use core::convert::Infallible;
 use core::future::Future;

@@ -4,7 +4,7 @@
 //! (whose are weak symbols, so these win at link time).
 //!
 //! compiler-builtins' are written for long copies: a misaligned word copy,
-//! and a separate body for each aligned entry point, about 1.5 KB of flash
+//! and a separate body for each aligned entry point, about 1.6 KB of flash
 //! together on thumbv7em. What the monitor copies is short (a request's
 //! bytes, a reply's pieces, 64-byte UART chunks), so a word loop when both
 //! ends are word-aligned and a byte loop otherwise does as well here in
@@ -15,7 +15,9 @@
 //! turns the body of one into a call to itself.
 //!
 //! `memcpy(dst r0, src r1, n r2) -> dst` (the ranges do not overlap, C's
-//! contract), `memset(dst r0, c r1, n r2) -> dst`, and the EABI forms
+//! contract), `memset(dst r0, c r1, n r2) -> dst`, `memcmp(a r0, b r1,
+//! n r2)` (and `bcmp`, the same: the difference of the first differing
+//! bytes, or 0), and the EABI forms
 //! `__aeabi_memcpy{,4,8}(dst, src, n)` (aliases of `memcpy`: the `4` and
 //! `8` forms only promise alignment), `__aeabi_memset{,4,8}(dst, n, c)`
 //! and `__aeabi_memclr{,4,8}(dst, n)`.
@@ -83,6 +85,28 @@ core::arch::global_asm!(
     "    bne 4b",
     "5:  pop {{r0, pc}}",
     ".size memset, . - memset",
+    "",
+    ".global memcmp",
+    ".global bcmp",
+    ".type memcmp,%function",
+    ".thumb_func",
+    "memcmp:",
+    "    push {{r4, lr}}",
+    "1:  cmp r2, #0",
+    "    beq 2f",
+    "    ldrb r3, [r0]",
+    "    ldrb r4, [r1]",
+    "    subs r3, r3, r4",
+    "    bne 3f",
+    "    adds r0, #1",
+    "    adds r1, #1",
+    "    subs r2, #1",
+    "    b 1b",
+    "2:  movs r3, #0",
+    "3:  mov r0, r3",
+    "    pop {{r4, pc}}",
+    ".size memcmp, . - memcmp",
+    ".thumb_set bcmp, memcmp",
     "",
     // (dst, n, c) -> memset(dst, c, n)
     ".global __aeabi_memset",

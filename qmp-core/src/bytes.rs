@@ -1,11 +1,11 @@
-//! Copying and searching short byte runs.
+//! Copying and comparing short byte runs.
 //!
 //! Copies have no panic path: `copy_from_slice`'s length check is one
 //! wherever it is not inlined (opt-level "z"; see `no-panic/`). On
 //! bare-metal targets a byte loop (about 7 instructions a byte on a
-//! Cortex-M), a `memcpy` call (about 90 for a few bytes) or `memchr`'s
-//! setup cost more than going a word at a time, which is what these do
-//! there; hosted targets use the library's routines.
+//! Cortex-M) or a `memcpy` call cost more than going a word at a time,
+//! which is what these do there; hosted targets use the library's
+//! routines. (Searches are in `find.rs`.)
 
 /// Copies `src` to the start of `dst`, as many bytes as both have.
 #[cfg_attr(target_os = "none", inline(never))]
@@ -38,59 +38,6 @@ fn copy_same_len(dst: &mut [u8], src: &[u8]) {
         .iter_mut()
         .zip(s.remainder())
         .for_each(|(a, b)| *a = *b);
-}
-
-/// The first byte of `hay` that is `a` or `b`.
-#[cfg(not(target_os = "none"))]
-#[inline]
-pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    memchr::memchr2(a, b, hay)
-}
-
-/// The first byte of `hay` that is `a`, a word at a time.
-#[cfg(target_os = "none")]
-#[inline(never)]
-pub(crate) fn find1(a: u8, hay: &[u8]) -> Option<usize> {
-    const WORD: usize = core::mem::size_of::<usize>();
-    const ONES: usize = usize::MAX / 0xFF;
-    const HI: usize = ONES * 0x80;
-    let wa = ONES * usize::from(a);
-    let mut n = 0;
-    for chunk in hay.chunks_exact(WORD) {
-        let xa = <[u8; WORD]>::try_from(chunk).map_or(0, usize::from_le_bytes) ^ wa;
-        // The high bit of each zero byte of `xa`, exact up to the first.
-        let z = xa.wrapping_sub(ONES) & !xa & HI;
-        if z != 0 {
-            return Some(n + (z.trailing_zeros() / 8) as usize);
-        }
-        n += WORD;
-    }
-    let k = hay.get(n..)?.iter().position(|&c| c == a)?;
-    Some(n + k)
-}
-
-/// The first byte of `hay` that is `a` or `b`, a word at a time.
-#[cfg(target_os = "none")]
-#[inline(never)]
-pub(crate) fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    const WORD: usize = core::mem::size_of::<usize>();
-    const ONES: usize = usize::MAX / 0xFF;
-    const HI: usize = ONES * 0x80;
-    let (wa, wb) = (ONES * usize::from(a), ONES * usize::from(b));
-    let mut n = 0;
-    for chunk in hay.chunks_exact(WORD) {
-        let x = <[u8; WORD]>::try_from(chunk).map_or(0, usize::from_le_bytes);
-        let (xa, xb) = (x ^ wa, x ^ wb);
-        // The high bit of each zero byte of `xa` or `xb`, exact up to the
-        // first one (borrows only run towards more significant bytes).
-        let z = ((xa.wrapping_sub(ONES) & !xa) | (xb.wrapping_sub(ONES) & !xb)) & HI;
-        if z != 0 {
-            return Some(n + (z.trailing_zeros() / 8) as usize);
-        }
-        n += WORD;
-    }
-    let k = hay.get(n..)?.iter().position(|&c| c == a || c == b)?;
-    Some(n + k)
 }
 
 /// Whether `a` and `b` are the same bytes.

@@ -410,14 +410,14 @@ impl<'a> Tokens<'a> {
 
 /// Bytes searched with a plain loop before `memchr` takes over: most keys
 /// and values are shorter, and `memchr`'s setup costs more than the loop.
-/// (Bare-metal targets go a word at a time: `bytes::find2`.)
+/// (Bare-metal targets go a word at a time: `find.rs`.)
 #[cfg(not(target_os = "none"))]
 const SHORT: usize = 16;
 
 /// The first `\\` in `bytes`, a word at a time.
 #[cfg(target_os = "none")]
 fn find_backslash(bytes: &[u8]) -> Option<usize> {
-    crate::bytes::find1(b'\\', bytes)
+    crate::find::find(b'\\', bytes)
 }
 
 /// The first `\\` in `bytes` (see [`SHORT`]).
@@ -428,13 +428,13 @@ fn find_backslash(bytes: &[u8]) -> Option<usize> {
         return Some(at);
     }
     let tail = bytes.get(SHORT..)?;
-    memchr::memchr(b'\\', tail).map(|at| at + SHORT)
+    crate::find::find(b'\\', tail).map(|at| at + SHORT)
 }
 
 /// The first `quote` or `\\` in `bytes`, a word at a time.
 #[cfg(target_os = "none")]
 fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
-    crate::bytes::find2(quote, b'\\', bytes)
+    crate::find::find2(quote, b'\\', bytes)
 }
 
 /// The first `quote` or `\\` in `bytes` (see [`SHORT`]).
@@ -445,7 +445,7 @@ fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
         return Some(at);
     }
     let tail = bytes.get(SHORT..)?;
-    memchr::memchr2(quote, b'\\', tail).map(|at| at + SHORT)
+    crate::find::find2(quote, b'\\', tail).map(|at| at + SHORT)
 }
 
 /// An integer's text (`-`, or with `plus` also `+`, then at least one

@@ -29,6 +29,24 @@
 //! * [`encode`] — the envelope writer: commands, returns, errors, events and
 //!   the greeting, byte-exact with QEMU's JSON writer.
 //!
+//! # Features
+//!
+//! On by default, each a part of QEMU's behaviour or of the API that a
+//! firmware may leave out for flash (figures: thumbv7em, `opt-level = "z"`;
+//! `firmware/` builds without all of them):
+//!
+//! | feature | what | without it |
+//! |---|---|---|
+//! | `exact-floats` | numbers re-printed as QEMU's `%.17g` | non-integers echoed as received (25 KB) |
+//! | `introspection` | the agent answers `query-qmp-schema` | handed to the application (5 KB) |
+//! | `fast-path` | the framer's fast path | the state machine reads every byte (3 KB) |
+//! | `duplicate-keys` | QEMU's `duplicate key` error | a repeated key is taken (3.8 KB; [`scan::FramerConfig::duplicate_keys`]) |
+//! | `qdict-order` | re-printed objects in QEMU's QDict order | in input order (2 KB) |
+//! | `qga` | the guest-agent dialect (`qga`, `Protocol::Qga`) | QMP only (0.8 KB for an agent) |
+//!
+//! Off by default: `embedded-io` and `embedded-io-async` (the drivers),
+//! `defmt`.
+//!
 //! ```
 //! use qmp_core::scan::{Framer, Frame};
 //! use qmp_core::message::Inbound;
@@ -68,9 +86,11 @@ pub mod client;
 #[cfg(any(feature = "embedded-io", feature = "embedded-io-async"))]
 pub mod drive;
 pub mod encode;
+mod find;
 pub mod json;
 pub mod message;
 pub mod pump;
+#[cfg(feature = "qga")]
 pub mod qga;
 pub mod scan;
 pub mod schema;

@@ -44,7 +44,8 @@
 //! linear time and constant stack. The duplicate-key check keeps its keys
 //! in the free end of the buffer and costs O(n log n) steps on any input
 //! (`dups.rs` gives the bound). String bodies are skipped with `memchr`
-//! and a word-at-a-time check for control and non-ASCII bytes. Between the
+//! (on hosts; `find.rs`) and a word-at-a-time check for control and
+//! non-ASCII bytes. Between the
 //! first and last token of a message, a fast path with the grammar laid out
 //! as code takes the common tokens (plain strings, integers, keywords,
 //! structure) and hands anything else back to the state machine at a token

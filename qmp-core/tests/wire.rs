@@ -585,3 +585,29 @@ fn regression_only_the_bad_byte_overflows() {
         ]
     );
 }
+
+/// With duplicate keys not checked (the clients' setting, and every framer
+/// built without the `duplicate-keys` feature), what `FramerConfig::
+/// duplicate_keys` documents is read: the envelope's last `execute`,
+/// `arguments` and `id`, and lookups' first occurrence.
+#[test]
+fn repeated_keys_unchecked_read_as_documented() {
+    let input = br#"{"execute":"stop","id":1,"execute":"cont","arguments":{"x":1,"x":2},"id":2}"#;
+    let mut buf = [0u8; 256];
+    let cfg = FramerConfig::new();
+    #[cfg(feature = "duplicate-keys")]
+    let cfg = cfg.with_duplicate_keys(false);
+    assert!(!cfg.duplicate_keys());
+    let mut framer = Framer::with_config(&mut buf[..], cfg);
+    let fed = framer.feed(input);
+    assert_eq!(fed.consumed, input.len());
+    let Some(Frame::Message(m)) = fed.frame else {
+        panic!("taken as a message: {:?}", fed.frame.is_some());
+    };
+    assert_eq!(m.get("execute").unwrap().as_bytes(), br#""stop""#);
+    let req = m.request(false).expect("a request");
+    assert!(req.name.eq_str("cont"));
+    assert_eq!(req.id.unwrap().as_bytes(), b"2");
+    let args = req.arguments.unwrap();
+    assert_eq!(args.get("x").unwrap().as_bytes(), b"1");
+}

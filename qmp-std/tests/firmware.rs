@@ -357,8 +357,12 @@ fn the_firmware_client_gets_what_our_client_gets_from_qemu_storage_daemon() {
     if !peers() || !installed("qemu-storage-daemon") {
         return;
     }
-    for (board, target) in BOARDS {
-        let Some(elf) = image(target, "client") else {
+    // The blocking client image and the async one run the same scenario.
+    for ((board, target), name) in BOARDS
+        .iter()
+        .flat_map(|b| ["client", "client_async"].map(|n| (*b, n)))
+    {
+        let Some(elf) = image(target, name) else {
             return;
         };
         let dir = TempDir::new("fw-client");
@@ -376,8 +380,12 @@ fn the_firmware_client_gets_what_our_client_gets_from_qemu_storage_daemon() {
             .output()
             .expect("qemu-system-arm");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{board}: {text}");
-        assert_eq!(text.lines().next_back(), Some("OK"), "{board}: {text}");
+        assert!(out.status.success(), "{board} {name}: {text}");
+        assert_eq!(
+            text.lines().next_back(),
+            Some("OK"),
+            "{board} {name}: {text}"
+        );
         assert_eq!(report_of(&text, "board"), board);
         // The same, from our std client, on the same daemon (the firmware
         // left it as it found it).

@@ -149,8 +149,21 @@ pub enum Protocol {
     Qmp,
     /// The guest agent: no greeting, no negotiation, no OOB, `\n`, and
     /// `guest-sync`/`guest-sync-delimited` answered by the agent when listed
-    /// (see [`crate::qga::agent`]).
+    /// (see [`crate::qga::agent`]). Feature `qga` (on by default).
+    #[cfg(feature = "qga")]
     Qga,
+}
+
+impl Protocol {
+    /// Whether this is the guest agent (never without the `qga` feature:
+    /// every path of the dialect then leaves the image).
+    pub(crate) const fn is_qga(self) -> bool {
+        match self {
+            #[cfg(feature = "qga")]
+            Protocol::Qga => true,
+            _ => false,
+        }
+    }
 }
 
 /// An event throttling rule (QEMU's `monitor_qapi_event_conf`).
@@ -237,7 +250,8 @@ impl<'a> AgentConfig<'a> {
         }
     }
 
-    /// The guest-agent dialect serving `commands`.
+    /// The guest-agent dialect serving `commands` (feature `qga`).
+    #[cfg(feature = "qga")]
     pub const fn qga(commands: &'a [CommandSpec<'a>]) -> Self {
         AgentConfig {
             version: (0, 0, 0),

@@ -345,7 +345,7 @@ impl<'a, 'b> Agent<'a, 'b> {
         if bufs.queue.len() < required {
             return Err(SetupError::Queue(InsufficientSize { required }));
         }
-        let qga = cfg.protocol == Protocol::Qga;
+        let qga = cfg.protocol.is_qga();
         let mut agent = Agent {
             core: Core {
                 cfg,
@@ -478,7 +478,7 @@ impl<'a, 'b> Agent<'a, 'b> {
         self.oob_req = Oob::None;
         self.throttle.clear();
         self.core.out.clear();
-        self.core.negotiated = self.core.cfg.protocol == Protocol::Qga;
+        self.core.negotiated = self.core.cfg.protocol.is_qga();
         self.core.oob = false;
         // It fitted when the agent was created, and the output is empty.
         let _ = self.core.greet();
@@ -845,7 +845,7 @@ impl<'a, 'b> Agent<'a, 'b> {
 impl<'a> Core<'a, '_> {
     /// Queues the greeting (QMP; nothing for the guest agent).
     fn greet(&mut self) -> Result<(), InsufficientSize> {
-        if self.cfg.protocol == Protocol::Qga {
+        if self.cfg.protocol.is_qga() {
             return Ok(());
         }
         let caps: &[&str] = if self.cfg.offer_oob { &["oob"] } else { &[] };
@@ -894,7 +894,7 @@ impl<'a> Core<'a, '_> {
     }
 
     fn lookup(&self, name: JsonStr<'_>) -> Lookup<'a> {
-        let qga = self.cfg.protocol == Protocol::Qga;
+        let qga = self.cfg.protocol.is_qga();
         // Names almost never have escapes: look for one once, then compare
         // bytes (eq_str would look again for each longer candidate).
         let plain = !name.has_escapes();
@@ -918,9 +918,11 @@ impl<'a> Core<'a, '_> {
             Some(spec) if spec.name() == "query-qmp-schema" => {
                 Lookup::Builtin(Builtin::QueryQmpSchema)
             }
+            #[cfg(feature = "qga")]
             Some(spec) if qga && spec.name() == "guest-sync" => {
                 Lookup::Builtin(Builtin::GuestSync { delimited: false })
             }
+            #[cfg(feature = "qga")]
             Some(spec) if qga && spec.name() == "guest-sync-delimited" => {
                 Lookup::Builtin(Builtin::GuestSync { delimited: true })
             }
@@ -964,7 +966,7 @@ impl<'a> Core<'a, '_> {
             Lookup::Builtin(Builtin::QueryCommands) => {
                 let list = replies::CommandList {
                     commands: self.cfg.commands,
-                    qmp: self.cfg.protocol == Protocol::Qmp,
+                    qmp: !self.cfg.protocol.is_qga(),
                 };
                 self.out
                     .write(|o| encode::write_return(o, style, &list, id_ref(&req.id)))
@@ -974,11 +976,12 @@ impl<'a> Core<'a, '_> {
                 let list = SchemaList {
                     commands: self.cfg.commands,
                     events: self.cfg.events,
-                    qmp: self.cfg.protocol == Protocol::Qmp,
+                    qmp: !self.cfg.protocol.is_qga(),
                 };
                 self.out
                     .write(|o| encode::write_return(o, style, &list, id_ref(&req.id)))
             }
+            #[cfg(feature = "qga")]
             Lookup::Builtin(Builtin::GuestSync { delimited }) => self
                 .out
                 .write(|o| crate::qga::agent::guest_sync(o, style, req, delimited)),
@@ -1043,6 +1046,7 @@ enum Builtin {
     QueryCommands,
     #[cfg(feature = "introspection")]
     QueryQmpSchema,
+    #[cfg(feature = "qga")]
     GuestSync {
         delimited: bool,
     },

@@ -38,6 +38,7 @@ pub(crate) enum Route {
     Unmatched,
     /// An id-less error for nobody.
     Orphan,
+    #[cfg(feature = "qga")] // used by the guest-agent client only
     /// Guest agent: skipped by a sync.
     Discarded,
     /// A valid value that is no protocol message.
@@ -70,6 +71,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
         }
     }
 
+    #[cfg(feature = "qga")] // used by the guest-agent client only
     /// Whether a frame waits to be polled.
     pub(crate) fn holds(&self) -> bool {
         self.held.is_some()
@@ -110,6 +112,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
         consumed
     }
 
+    #[cfg(feature = "qga")] // used by the guest-agent client only
     /// Drops a held frame without reporting it (the framer is about to be
     /// reset).
     pub(crate) fn reset_framer(&mut self) {
@@ -157,6 +160,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> Core<B, N> {
             .is_some_and(|s| s.id == token.0)
     }
 
+    #[cfg(feature = "qga")] // used by the guest-agent client only
     /// Whether the held frame resolves a token `pred` accepts.
     pub(crate) fn held_resolves(&self, pred: impl Fn(Token) -> bool) -> bool {
         matches!(self.held, Some((Route::Resolved(t), _)) if pred(t))
@@ -325,6 +329,7 @@ fn view(route: Route, frame: Option<Frame<'_>>) -> ClientEvent<'_> {
         (Route::Orphan, Inbound::Error { class, desc, .. }) => {
             ClientEvent::OrphanError { class, desc }
         }
+        #[cfg(feature = "qga")]
         (Route::Discarded, _) => ClientEvent::Discarded(raw),
         _ => ClientEvent::Unknown(raw),
     }

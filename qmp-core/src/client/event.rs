@@ -57,6 +57,8 @@ pub enum ClientEvent<'a> {
     },
     /// Guest agent: a message skipped by a sync in progress (stale output,
     /// the agent's complaint about our 0xFF, a reply with another id).
+    /// Only a [`QgaClient`](crate::qga::QgaClient) (feature `qga`) reports
+    /// it.
     Discarded(RawJson<'a>),
     /// A valid JSON value that is no message of the protocol; ignored.
     Unknown(RawJson<'a>),

@@ -213,6 +213,7 @@ impl<const N: usize> Table<N> {
         self.earliest
     }
 
+    #[cfg(feature = "qga")] // used by the guest-agent client only
     /// Whether any slot (waiting, or resolved and not yet polled) is one
     /// `pred` accepts.
     pub(crate) fn any(&self, pred: impl Fn(&Slot) -> bool) -> bool {

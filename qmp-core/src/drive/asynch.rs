@@ -95,13 +95,14 @@ use embedded_io::Error as _;
 use embedded_io_async::{Read, Write};
 
 use super::{
-    negotiated, queue, resolved, synced, take_outcome, ClientSession, DriveError, ServeOptions,
-    Served, Transport,
+    negotiated, queue, resolved, take_outcome, ClientSession, DriveError, ServeOptions, Served,
+    Transport,
 };
 use crate::agent::Agent;
 use crate::client::{Client, ClientEvent, Command, ExecuteOptions, Outcome, Token};
 use crate::json::RawJson;
 use crate::pump::{Pump, Session};
+#[cfg(feature = "qga")]
 use crate::qga::QgaClient;
 use crate::Instant;
 
@@ -529,6 +530,7 @@ impl<'b> AsyncDriver<'b> {
         }
     }
 
+    #[cfg(feature = "qga")]
     /// Syncs a guest-agent client ([`QgaClient::sync`] with `id`, due at
     /// `deadline`) and runs until the sync resolves.
     ///
@@ -559,6 +561,6 @@ impl<'b> AsyncDriver<'b> {
             .run_until(qga, reader, writer, token, clock, on_event)
             .await?;
         let ok = matches!(outcome, Outcome::Return(_));
-        synced::<B, N, R::Error>(ok, qga)
+        super::synced::<B, N, R::Error>(ok, qga)
     }
 }

@@ -62,13 +62,14 @@ use core::ops::ControlFlow;
 use embedded_io::{Error as _, ErrorType, Read, ReadReady, Write};
 
 use super::{
-    negotiated, queue, resolved, synced, take_outcome, ClientSession, DriveError, ServeOptions,
-    Served, Transport,
+    negotiated, queue, resolved, take_outcome, ClientSession, DriveError, ServeOptions, Served,
+    Transport,
 };
 use crate::agent::Agent;
 use crate::client::{Client, ClientEvent, Command, ExecuteOptions, Outcome, Token};
 use crate::json::RawJson;
 use crate::pump::{Pump, Session, Wants};
+#[cfg(feature = "qga")]
 use crate::qga::QgaClient;
 use crate::Instant;
 
@@ -422,6 +423,7 @@ impl<'b> BlockingDriver<'b> {
         }
     }
 
+    #[cfg(feature = "qga")]
     /// Syncs a guest-agent client ([`QgaClient::sync`] with `id`, due at
     /// `deadline`) and runs until the sync resolves; other events go to
     /// `on_event`.
@@ -445,6 +447,6 @@ impl<'b> BlockingDriver<'b> {
         let token = qga.sync(now(), id, deadline).map_err(DriveError::Execute)?;
         let outcome = self.run_until(qga, io, token, &mut now, on_event)?;
         let ok = matches!(outcome, Outcome::Return(_));
-        synced::<B, N, T::Error>(ok, qga)
+        super::synced::<B, N, T::Error>(ok, qga)
     }
 }

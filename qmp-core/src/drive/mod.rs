@@ -257,6 +257,7 @@ pub(crate) fn resolved<S: ClientSession, E>(
     }
 }
 
+#[cfg(feature = "qga")]
 /// Whether a guest-agent sync that resolved (`returned`: with its id) left
 /// `qga` synced.
 pub(crate) fn synced<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize, E>(

@@ -250,7 +250,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>, const N: usize> QgaClient<B, N> {
             // Bytes before it are still framed, for diagnostics.
             let mut rest = rest;
             if self.dialect.awaiting_delimiter() {
-                if let Some(k) = memchr::memchr(DELIMITER, rest) {
+                if let Some(k) = crate::find::find(DELIMITER, rest) {
                     if k == 0 {
                         consumed += 1;
                         self.dialect.delimiter_seen();

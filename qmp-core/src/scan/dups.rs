@@ -524,7 +524,7 @@ fn cmp_keys(buf: &[u8], a: usize, b: usize) -> Ordering {
 /// starts at `i`.
 fn string_end(buf: &[u8], mut i: usize, quote: u8) -> Option<usize> {
     loop {
-        let k = memchr::memchr2(quote, b'\\', buf.get(i..)?)?;
+        let k = crate::find::find2(quote, b'\\', buf.get(i..)?)?;
         i += k;
         if buf.get(i) == Some(&quote) {
             return Some(i);

@@ -140,7 +140,7 @@ impl defmt::Format for FrameError<'_> {
 
 /// The bytes of `token` before its first NUL, as C's `%s` prints them.
 fn until_nul(token: &[u8]) -> &[u8] {
-    match memchr::memchr(0, token) {
+    match crate::find::find(0, token) {
         Some(n) => token.get(..n).unwrap_or(token),
         None => token,
     }

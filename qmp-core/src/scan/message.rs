@@ -166,7 +166,7 @@ fn skip_ws_and(bytes: &[u8], mut i: usize, sep: u8) -> usize {
 fn skip_string(bytes: &[u8], mut i: usize, quote: u8) -> Option<usize> {
     loop {
         let rest = bytes.get(i..)?;
-        let k = crate::bytes::find2(quote, b'\\', rest)?;
+        let k = crate::find::find2(quote, b'\\', rest)?;
         i += k;
         if bytes.get(i) == Some(&quote) {
             return Some(i);

@@ -199,7 +199,8 @@ fn hex_val(b: u8) -> Option<u32> {
 /// Length of the prefix of a string body that needs no attention: printable
 /// ASCII other than the quote and `\\`. Checked a machine word at a
 /// time (4 bytes on a 32-bit core, where 64-bit arithmetic costs twice);
-/// runs longer than 64 bytes are skipped with `memchr2` and then checked.
+/// runs longer than 64 bytes are skipped with `memchr2` (`find.rs`) and
+/// then checked.
 // Out of line on bare-metal targets (one copy: flash), inlined on
 // hosted ones (speed: it is called for almost every token).
 #[cfg_attr(target_os = "none", inline(never))]
@@ -217,7 +218,7 @@ pub(super) fn string_run(rest: &[u8], quote: u8) -> usize {
         n += WORD;
         if n == 64 {
             let tail = rest.get(n..).unwrap_or(&[]);
-            let stop = memchr::memchr2(quote, b'\\', tail).unwrap_or(tail.len());
+            let stop = crate::find::find2(quote, b'\\', tail).unwrap_or(tail.len());
             return n + plain_prefix(tail.get(..stop).unwrap_or(&[]));
         }
     }
