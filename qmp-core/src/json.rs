@@ -537,13 +537,25 @@ impl<'a> JsonStr<'a> {
         // Every escape the scanner accepts decodes to fewer bytes than it
         // takes, so the value is as long as the body only without escapes,
         // and never longer.
-        match self.raw.len().cmp(&s.len()) {
-            core::cmp::Ordering::Less => return false,
-            core::cmp::Ordering::Equal => {
-                return crate::bytes::eq(self.raw, s.as_bytes()) && !self.has_escapes()
+        if self.raw.len() < s.len() {
+            return false;
+        }
+        // The value begins with the body's bytes before its first escape:
+        // a difference there decides, and so does reaching the end of `s`
+        // without an escape (the value is `s`, or longer: every escape
+        // decodes to at least one byte). One pass, usually a byte or two.
+        let mut escaped = false;
+        for (&r, &c) in self.raw.iter().zip(s.as_bytes()) {
+            if r == b'\\' {
+                escaped = true;
+                break;
             }
-            core::cmp::Ordering::Greater if !self.has_escapes() => return false,
-            core::cmp::Ordering::Greater => {}
+            if r != c {
+                return false;
+            }
+        }
+        if !escaped {
+            return self.raw.len() == s.len();
         }
         let mut rest = s.as_bytes();
         for fragment in self.fragments() {
