@@ -1,4 +1,4 @@
-//! Copying and comparing short byte runs.
+//! Copying short byte runs.
 //!
 //! Copies have no panic path: `copy_from_slice`'s length check is one
 //! wherever it is not inlined (opt-level "z"; see `no-panic/`). On
@@ -38,33 +38,4 @@ fn copy_same_len(dst: &mut [u8], src: &[u8]) {
         .iter_mut()
         .zip(s.remainder())
         .for_each(|(a, b)| *a = *b);
-}
-
-/// Whether `a` and `b` are the same bytes.
-#[cfg(not(target_os = "none"))]
-#[inline]
-pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
-    a == b
-}
-
-/// Whether `a` and `b` are the same bytes, a word at a time (`memcmp` goes
-/// a byte at a time on a Cortex-M, after its own setup).
-#[cfg(target_os = "none")]
-#[inline(never)]
-pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
-    const WORD: usize = core::mem::size_of::<usize>();
-    if a.len() != b.len() {
-        return false;
-    }
-    let word = |c: &[u8]| <[u8; WORD]>::try_from(c).map_or(0, usize::from_le_bytes);
-    let (mut ac, mut bc) = (a.chunks_exact(WORD), b.chunks_exact(WORD));
-    for (x, y) in (&mut ac).zip(&mut bc) {
-        if word(x) != word(y) {
-            return false;
-        }
-    }
-    ac.remainder()
-        .iter()
-        .zip(bc.remainder())
-        .all(|(x, y)| x == y)
 }

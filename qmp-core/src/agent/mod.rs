@@ -895,17 +895,9 @@ impl<'a> Core<'a, '_> {
 
     fn lookup(&self, name: JsonStr<'_>) -> Lookup<'a> {
         let qga = self.cfg.protocol.is_qga();
-        // Names almost never have escapes: look for one once, then compare
-        // bytes (eq_str would look again for each longer candidate).
-        let plain = !name.has_escapes();
-        let is = |s: &str| {
-            if plain {
-                // (Lengths here: most candidates differ in length.)
-                name.raw().len() == s.len() && crate::bytes::eq(name.raw(), s.as_bytes())
-            } else {
-                name.eq_str(s)
-            }
-        };
+        // (`eq_str` rejects a shorter name at once and another at its first
+        // differing byte; no search for escapes.)
+        let is = |s: &str| name.eq_str(s);
         if !qga && is("qmp_capabilities") {
             return Lookup::Builtin(Builtin::Capabilities);
         }
