@@ -4,8 +4,8 @@
 //! wherever it is not inlined (opt-level "z"; see `no-panic/`). On
 //! bare-metal targets a byte loop (about 7 instructions a byte on a
 //! Cortex-M) or a `memcpy` call cost more than going a word at a time,
-//! which is what these do there; hosted targets use the library's
-//! routines. (Searches are in `find.rs`.)
+//! which is what these do there; hosted targets copy in a loop LLVM
+//! vectorises. (Searches are in `find.rs`.)
 
 /// Copies `src` to the start of `dst`, as many bytes as both have.
 #[cfg_attr(target_os = "none", inline(never))]
@@ -17,10 +17,17 @@ pub(crate) fn copy_prefix(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+// Short copies (a request's tokens) by `memcpy`, cheaper than setting up
+// a vector loop; long ones (a large reply's members) by the loop LLVM
+// vectorises, not `memcpy`'s string instructions.
 #[cfg(not(target_os = "none"))]
 #[inline(always)]
 fn copy_same_len(dst: &mut [u8], src: &[u8]) {
-    dst.copy_from_slice(src);
+    if dst.len() <= 64 {
+        dst.copy_from_slice(src);
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+    }
 }
 
 #[cfg(target_os = "none")]
