@@ -5,7 +5,7 @@
 //! bare-metal targets a byte loop (about 7 instructions a byte on a
 //! Cortex-M) or a `memcpy` call cost more than going a word at a time,
 //! which is what these do there; hosted targets copy in a loop LLVM
-//! vectorises. (Searches are in `find.rs`.)
+//! vectorises.
 
 /// Copies `src` to the start of `dst`, as many bytes as both have.
 #[cfg_attr(target_os = "none", inline(never))]

@@ -410,11 +410,11 @@ impl<'a> Tokens<'a> {
 
 /// Bytes searched with a plain loop before `memchr` takes over: most keys
 /// and values are shorter, and `memchr`'s setup costs more than the loop.
-/// (Bare-metal targets go a word at a time: `find.rs`.)
+/// (Bare-metal targets search in one loop: `find.rs`.)
 #[cfg(not(target_os = "none"))]
 const SHORT: usize = 16;
 
-/// The first `\\` in `bytes`, a word at a time.
+/// The first `\\` in `bytes`.
 #[cfg(target_os = "none")]
 fn find_backslash(bytes: &[u8]) -> Option<usize> {
     crate::find::find(b'\\', bytes)
@@ -431,7 +431,7 @@ fn find_backslash(bytes: &[u8]) -> Option<usize> {
     crate::find::find(b'\\', tail).map(|at| at + SHORT)
 }
 
-/// The first `quote` or `\\` in `bytes`, a word at a time.
+/// The first `quote` or `\\` in `bytes`.
 #[cfg(target_os = "none")]
 fn find_quote_or_backslash(quote: u8, bytes: &[u8]) -> Option<usize> {
     crate::find::find2(quote, b'\\', bytes)
