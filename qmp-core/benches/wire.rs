@@ -180,7 +180,7 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let client = FramerConfig::new().with_duplicate_keys(false);
+        let client = qmp_core::client::ClientConfig::new().framer();
         let (data, agent, cfg) = match case.split('-').next() {
             Some("s2c") => (S2C, false, client),
             Some("c2s") => (C2S, true, FramerConfig::new()),
@@ -210,7 +210,7 @@ fn main() {
         "quote scan",
         "ratio"
     );
-    let client = FramerConfig::new().with_duplicate_keys(false);
+    let client = qmp_core::client::ClientConfig::new().framer();
     let agent_cfg = FramerConfig::new();
     for (name, data, agent, cfg) in [
         ("qemu-system-7.2.s2c (214KB)", S2C, false, client),

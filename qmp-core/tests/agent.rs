@@ -288,6 +288,10 @@ fn malformed_matrix(recovered: &str) -> (Vec<u8>, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
+)]
 fn qmp_test_protocol_and_malformed_matrix() {
     // qmp-test.c test_qmp_protocol: before the handshake, the matrix, the
     // handshake, again, query-version, the matrix after, query-name with a
@@ -316,6 +320,10 @@ fn qmp_test_protocol_and_malformed_matrix() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(feature = "exact-floats", feature = "qdict-order")),
+    ignore = "asserts the behaviour of `exact-floats` and `qdict-order`"
+)]
 fn observed_after_negotiation() {
     let input: &[u8] = b"{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\
         [1,2]null\n42\n\"str\"\ntrue {\"exec\":1}{\"execute\":1}{}}}\
@@ -627,6 +635,10 @@ fn generic(desc: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "duplicate-keys"),
+    ignore = "asserts the behaviour of `duplicate-keys`"
+)]
 fn qemu_lexer_streamer_parser_rules_exact_replies() {
     // Each answered as qemu-storage-daemon 10.0.2 answers it (the same
     // bytes are compared with the real daemon in

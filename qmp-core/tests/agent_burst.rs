@@ -10,10 +10,12 @@ use qmp_core::Instant;
 const COUNT: usize = 1_000_000;
 const QMP_ERR: &[u8] =
     b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input lacks member 'execute'\"}}\r\n";
+#[cfg(feature = "qga")]
 const QGA_ERR: &[u8] =
     b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n";
 
 const QMP_COMMANDS: &[CommandSpec<'static>] = &[CommandSpec::new("query-status")];
+#[cfg(feature = "qga")]
 const QGA_COMMANDS: &[CommandSpec<'static>] = &[CommandSpec::new("guest-ping")];
 
 fn payload(prologue: &[u8], unit: &[u8], tail: &[u8]) -> Vec<u8> {
@@ -95,6 +97,7 @@ fn qmp_burst_by_hand() {
 }
 
 #[test]
+#[cfg(feature = "qga")]
 fn qga_burst_by_hand() {
     let input = payload(b"", b"\xff", br#"{"execute":"guest-ping","id":"after"}"#);
     let out = by_hand(AgentConfig::qga(QGA_COMMANDS), &input);
@@ -188,6 +191,7 @@ mod serve_loop {
     }
 
     #[test]
+    #[cfg(feature = "qga")]
     fn qga_burst_through_serve() {
         let input = payload(b"", b"\xff", br#"{"execute":"guest-ping","id":"after"}"#);
         let out = served(AgentConfig::qga(QGA_COMMANDS), &input);

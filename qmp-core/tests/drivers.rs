@@ -17,9 +17,10 @@ use qmp_core::agent::{
     Agent, AgentBuffers, AgentConfig, CommandSpec, EventOut, Reply, ReplyToken, Throttle,
 };
 use qmp_core::client::commands::QueryStatus;
-use qmp_core::client::{Client, ClientEvent, ExecuteOptions, Outcome};
+use qmp_core::client::{Client, ClientEvent, ExecuteOptions};
 use qmp_core::drive::{asynch, blocking, DriveError, ServeOptions, Served};
 use qmp_core::pump::Pump;
+#[cfg(feature = "qga")]
 use qmp_core::qga::QgaClient;
 use qmp_core::scan::{validate, FramerConfig};
 use qmp_core::Instant;
@@ -1002,6 +1003,7 @@ fn client_drivers_time_out_on_a_silent_peer() {
 }
 
 #[test]
+#[cfg(feature = "qga")]
 fn guest_agent_sync_through_the_drivers() {
     for kind in KINDS {
         let world = World::new(
@@ -1036,7 +1038,7 @@ fn guest_agent_sync_through_the_drivers() {
                 matches!(
                     d.run_until(&mut qga, &mut io, t, || world.clock(), |_| {})
                         .unwrap(),
-                    Outcome::Return(_)
+                    qmp_core::client::Outcome::Return(_)
                 )
             }
             Kind::Async => {
@@ -1069,7 +1071,7 @@ fn guest_agent_sync_through_the_drivers() {
                         d.run_until(&mut qga, &mut r, &mut w, t, &world, |_| {})
                             .await
                             .unwrap(),
-                        Outcome::Return(_)
+                        qmp_core::client::Outcome::Return(_)
                     )
                 })
             }

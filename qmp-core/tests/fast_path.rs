@@ -280,6 +280,10 @@ fn fast_and_general_paths_agree_around_every_limit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "duplicate-keys"),
+    ignore = "asserts the behaviour of `duplicate-keys`"
+)]
 fn pretty_printed_and_escaped_keys_agree() {
     let inputs: [&[u8]; 6] = [
         b"{\n    \"return\": {\n        \"a\": [\n            1,\n            true\n        ]\n    }\n}\n",

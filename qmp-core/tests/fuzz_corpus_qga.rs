@@ -1,4 +1,5 @@
 //! Replays the committed `qga` fuzz corpus through the fuzz harness.
+#![cfg(feature = "qga")]
 
 #[path = "../../fuzz/harness/qga.rs"]
 mod harness;

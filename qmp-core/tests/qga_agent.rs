@@ -1,5 +1,6 @@
 //! The agent in guest-agent mode, against the recorded qemu-ga 7.2 session:
 //! the same request bytes must produce byte-identical replies.
+#![cfg(feature = "qga")]
 
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::encode::Verbatim;

@@ -2,6 +2,7 @@
 //! every chunking, sync recovery (stale output, half messages, garbage,
 //! timeouts, late replies, ids above 2^53), zero allocations, and our client
 //! against our agent in QGA mode (sans-IO, in-process).
+#![cfg(feature = "qga")]
 
 use qmp_core::agent::{Agent, AgentBuffers, AgentConfig, CommandSpec, Reply};
 use qmp_core::client::Outcome;

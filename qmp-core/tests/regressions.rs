@@ -90,6 +90,7 @@ fn too_large_substitute_not_dropped_when_output_full() {
 /// sync never saw its delimiter. The sync now finds the 0xFF in the raw
 /// stream.
 #[test]
+#[cfg(feature = "qga")]
 fn qga_delimiter_after_stale_message_filling_the_buffer() {
     use qmp_core::client::ClientEvent;
     use qmp_core::client::Outcome;

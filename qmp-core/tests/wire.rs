@@ -249,6 +249,10 @@ fn observed_lexer_vectors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "duplicate-keys"),
+    ignore = "asserts the behaviour of `duplicate-keys`"
+)]
 fn parser_error_texts() {
     let cases: &[(&[u8], &[u8])] = &[
         (b"{ \"execute\": }", b"expecting value"),

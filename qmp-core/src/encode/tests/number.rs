@@ -573,6 +573,10 @@ fn percent_17g_table() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "exact-floats"),
+    ignore = "asserts the behaviour of `exact-floats`"
+)]
 fn numbers() {
     for (input, want) in [
         ("0", "0"),

@@ -68,6 +68,10 @@ fn expected(v: &V, out: &mut String) {
     miri,
     ignore = "thousands of members through the batched and quadratic paths: too slow under Miri"
 )]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
+)]
 fn order_table_and_fallback_agree() {
     let cases = [
         obj("a", 0, vec![]),
@@ -124,6 +128,10 @@ fn order_table_and_fallback_agree() {
 /// a short last batch, children batched inside batches.
 #[test]
 #[cfg_attr(miri, ignore = "hundreds of large objects: too slow under Miri")]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
+)]
 fn random_objects_in_qdict_order() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move |n: usize| {
@@ -198,6 +206,10 @@ fn input_order_without_qdict_order() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
+)]
 fn qemu_key_order() {
     assert_eq!(
         qemu(r#"[1,{"b":2,"a":1}]"#, Style::QMP),
@@ -236,6 +248,10 @@ fn qemu_key_order() {
 #[cfg_attr(
     miri,
     ignore = "1000 levels are quadratic to reorder: minutes under Miri"
+)]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
 )]
 fn deep_nesting() {
     for depth in [31usize, 32, 33, 40, 1000] {

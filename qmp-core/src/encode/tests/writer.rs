@@ -4,6 +4,10 @@ use super::{qemu, raw, text};
 use crate::encode::{write_return, Layout, LineEnding, Style};
 
 #[test]
+#[cfg_attr(
+    not(feature = "qdict-order"),
+    ignore = "asserts the behaviour of `qdict-order`"
+)]
 fn pretty() {
     assert_eq!(qemu("{}", Style::QMP_PRETTY), "{\r\n}");
     assert_eq!(
